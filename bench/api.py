@@ -1,0 +1,106 @@
+"""The CLI's Python twin: ``search``, ``leaderboard``. Each call is explicit about its inputs."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import leaderboard as lb
+from . import paths
+from .data import get_adapter, load_splits
+from .errors import UserError
+from .evaluation import evaluate_checkpoint
+from .results import append_record, load_records, provenance
+from .spaces import builtin_space_path, load_space
+
+MODALITY_OF_SEARCH = {"face": "face", "video": "video", "mic": "video", "voice": "voice", "fusion": "av"}
+
+
+@dataclass
+class SearchResult:
+    record: dict
+    run_path: str
+    errors: list[str]
+
+
+def search(modality: str, dataset: str, *, space_path: str | None = None, samples: int | None = None,
+           max_epochs: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+           storage: str | None = None, name: str | None = None, address: str | None = None,
+           seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
+           results_dir: str | None = None, verbose: int = 1) -> SearchResult:
+    """Run a sweep, pick the best trial on validation, test it once and record the result."""
+    from . import tune_backend
+
+    if samples is not None and samples < 1:
+        raise UserError(f"--samples must be at least 1, got {samples}")
+    if max_epochs is not None and max_epochs < 1:
+        raise UserError(f"--max-epochs must be at least 1, got {max_epochs}")
+    adapter = get_adapter(dataset)
+    if adapter.modality != MODALITY_OF_SEARCH.get(modality, modality):
+        raise UserError(f"dataset {dataset!r} holds {adapter.modality} data; `search {modality}` needs "
+                        f"{MODALITY_OF_SEARCH.get(modality, modality)} data")
+    space = load_space(space_path or builtin_space_path(modality, dataset))
+    if space.modality != modality:
+        raise UserError(f"{space.path!r} is a {space.modality} space, not a {modality} one")
+    cache = paths.cache_dir(cache_dir)
+    results = paths.results_dir(results_dir)
+    root = paths.data_root(data_root)
+    # Index and split once on the driver: generation/caching happens here, not in N racing trials,
+    # and a leaky or malformed dataset stops the sweep before any trial starts.
+    load_splits(dataset, 0, root, cache)
+    run_name = name or f"{dataset}-{modality}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    settings = tune_backend.SweepSettings(
+        name=run_name, storage=paths.storage_path(storage, results),
+        samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
+        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
+    )
+    extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": seed}
+    if root:
+        extra_fixed["data.data_root"] = str(Path(root).resolve())
+    start = time.time()
+    tune_backend.connect(address)
+    tuner = tune_backend.build_tuner(space, settings, cache_dir=cache, data_root=root, extra_fixed=extra_fixed)
+    result_grid = tuner.fit()
+    keep = results / "models" / run_name
+    if keep.exists():
+        shutil.rmtree(keep)
+    outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep)
+    wall = time.time() - start
+    test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=cache, data_root=root)
+    record = {
+        "kind": "search",
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run": run_name, "dataset": dataset, "modality": modality,
+        "protocol": adapter.protocol, "fold": outcome.best_config.get("data.fold", 0), "seed": seed,
+        "model": outcome.best_config["model.name"], "config": outcome.best_config,
+        "searched": [p.key for p in space.params], "space_hash": space.space_hash,
+        "space_path": space.path, "objective": space.metric, "selection": "val",
+        "val": outcome.best_val,
+        "test": {k: test[k] for k in ("accuracy", "uar", "macro_f1", "confusion", "loss", "samples")},
+        "class_names": list(adapter.class_names),
+        "params": test["params"], "inference_ms_per_sample": test["inference_ms_per_sample"],
+        "budget": {
+            "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
+            "device_seconds": outcome.trial_seconds * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
+            "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": wall,
+            "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
+        },
+        "checkpoint": str(keep),
+        "provenance": provenance(),
+    }
+    append_record(results, record)
+    return SearchResult(record, str(Path(settings.storage) / run_name), outcome.errors)
+
+
+def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:
+    """Write leaderboard.md and leaderboard.csv from the records; return the Markdown."""
+    results = paths.results_dir(results_dir)
+    tables = lb.build_rows(load_records(results))
+    markdown = lb.to_markdown(tables)
+    results.mkdir(parents=True, exist_ok=True)
+    written = [results / "leaderboard.md", results / "leaderboard.csv"]
+    written[0].write_text(markdown)
+    written[1].write_text(lb.to_csv(tables))
+    return markdown, written

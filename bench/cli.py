@@ -1,0 +1,140 @@
+"""``fer-bench`` command line: argument parsing and friendly errors only; the work is in ``api``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="sweep a model family on a dataset with Ray Tune")
+    p.add_argument("modality", choices=["face", "video", "mic", "voice", "fusion"])
+    p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
+    p.add_argument("--data-root", help="dataset folder (else $FER_BENCH_DATA)")
+    p.add_argument("--space", help="search-space YAML (default: the built-in one for the modality)")
+    p.add_argument("--samples", type=_positive_int, help="number of trials (default: the space's budget)")
+    p.add_argument("--max-epochs", type=_positive_int, help="epochs per trial at most")
+    p.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0)
+    p.add_argument("--storage", help="experiment storage: folder or URI (default results/runs)")
+    p.add_argument("--name", help="experiment name (default <dataset>-<modality>-<time>)")
+    p.add_argument("--address", help="join a running Ray cluster at HOST:PORT")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="preprocessing cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
+    p.add_argument("--results-dir", help="results store (else $FER_BENCH_RESULTS or ./results)")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-bench", description="Find the best emotion-recognition "
+                                     "model for a dataset, honestly.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_search(sub)
+    p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv} and print it")
+    p.add_argument("--results-dir")
+    models = sub.add_parser("models", help="the model zoo")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="list registered models")
+    ml.add_argument("pattern", nargs="?", default="*")
+    ml.add_argument("--json", action="store_true")
+    data = sub.add_parser("data", help="datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    dsub.add_parser("list", help="list dataset adapters")
+    return parser
+
+
+def _models_list(args) -> int:
+    import fer_models
+
+    rows = []
+    for name in fer_models.list_models(args.pattern):
+        entry = fer_models.model_entry(name)
+        rows.append({"name": name, "modality": entry.modality, "summary": entry.summary})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {r['modality']:<6} {r['summary']}")
+    return 0
+
+
+def _data_list(args) -> int:
+    from .data import DATASETS
+
+    for name, cls in sorted(DATASETS.items()):
+        print(f"{name:<16} {cls.modality:<6} {cls.protocol}")
+    return 0
+
+
+def _search(args) -> int:
+    from . import api
+
+    result = api.search(
+        args.modality, args.dataset, space_path=args.space, samples=args.samples,
+        max_epochs=args.max_epochs, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        storage=args.storage, name=args.name, address=args.address, seed=args.seed,
+        data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
+        verbose=0 if args.quiet else 1,
+    )
+    r = result.record
+    print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "
+          f"{r['budget']['epochs']} epochs, {r['budget']['wall_seconds']:.0f} s.")
+    for err in result.errors:
+        print(f"  errored trial: {err}")
+    print(f"Best on validation: {r['model']} (val UAR {100 * r['val']['uar']:.1f}%).")
+    print(f"Test, evaluated once: accuracy {100 * r['test']['accuracy']:.1f}%, "
+          f"UAR {100 * r['test']['uar']:.1f}%, macro-F1 {100 * r['test']['macro_f1']:.1f}%.")
+    print(f"Checkpoint: {r['checkpoint']}   Experiment: {result.run_path}")
+    return 0
+
+
+def _leaderboard(args) -> int:
+    from . import api
+
+    markdown, written = api.leaderboard(args.results_dir)
+    print(markdown)
+    print("Wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import UserError
+
+    args = build_parser().parse_args(argv)
+    handlers = {"search": _search, "leaderboard": _leaderboard}
+    try:
+        if args.command == "models":
+            return _models_list(args)
+        if args.command == "data":
+            return _data_list(args)
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"fer-bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fer-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

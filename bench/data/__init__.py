@@ -1,0 +1,64 @@
+"""Dataset registry and ``create_dataset``: the only door from trials to data."""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from fer_models import InputSpec
+
+from ..errors import UserError
+from .base import DatasetAdapter, IndexResult, Sample
+from .synthetic import SyntheticFaces
+from .tensors import TensorFaceDataset, images_to_tensor
+
+DATASETS: dict[str, type[DatasetAdapter]] = {}
+
+
+def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
+    if cls.name in DATASETS:
+        raise ValueError(f"dataset {cls.name!r} is already registered")
+    DATASETS[cls.name] = cls
+    return cls
+
+
+register_dataset(SyntheticFaces)
+
+
+def get_adapter(name: str) -> DatasetAdapter:
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UserError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(sorted(DATASETS))}.")
+    return DATASETS[name]()
+
+
+def load_splits(name: str, fold: int, data_root: str | Path | None, cache_dir: Path,
+                seed: int = 0) -> tuple[DatasetAdapter, IndexResult, dict[str, list[Sample]]]:
+    adapter = get_adapter(name)
+    root = Path(data_root) if data_root else None
+    indexed = adapter.index(root, Path(cache_dir))
+    if not indexed.samples:
+        raise UserError(f"dataset {name!r} found no usable samples under {str(root)!r}; "
+                        f"expected {adapter.expected_layout}")
+    return adapter, indexed, adapter.splits(indexed.samples, fold, seed)
+
+
+def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, cache_dir: Path,
+                   data_root: str | Path | None = None, image_size: int | None = None,
+                   augment: bool = False, seed: int = 0) -> TensorFaceDataset:
+    """The ``split`` ('train' | 'val' | 'test') of fold ``fold`` shaped for ``input_spec``."""
+    adapter, _, splits = load_splits(name, fold, data_root, cache_dir, seed=0)
+    if split not in splits:
+        raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(splits)}")
+    samples = splits[split]
+    if adapter.modality != input_spec.modality:
+        raise UserError(f"dataset {name!r} holds {adapter.modality} data but the model expects "
+                        f"{input_spec.modality} input")
+    arrays = adapter.load_arrays(samples, Path(data_root) if data_root else None, Path(cache_dir))
+    inputs = images_to_tensor(arrays, input_spec, image_size)
+    return TensorFaceDataset(inputs, [s.label for s in samples], adapter.class_names,
+                             [s.subject for s in samples], augment=augment and split == "train", seed=seed)
+
+
+__all__ = ["DATASETS", "DatasetAdapter", "Sample", "create_dataset", "get_adapter", "load_splits",
+           "register_dataset"]

@@ -1,0 +1,107 @@
+"""Ray-free training and evaluation loops: AMP, gradient clipping, channels_last.
+
+These are what the trainable, the benchmark stage and the perf harness share, so the speed
+measured by ``fer-bench perf trainer`` is the speed sweeps get.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from .metrics import classification_metrics
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the trial cannot continue meaningfully."""
+
+
+def _to_device(x, device):
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def _channels_last(x, enabled: bool):
+    if enabled and isinstance(x, torch.Tensor) and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_one_epoch(model, loader, task, optimizer, *, device="cpu", scaler=None, amp: bool = False,
+                    grad_clip: float = 0.0, channels_last: bool = False, scheduler=None) -> dict:
+    model.train()
+    device = torch.device(device)
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    for inputs, target in loader:
+        inputs = _channels_last(_to_device(inputs, device), channels_last)
+        target = target.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            out = task(model(inputs), target)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss became {loss.item()} after {seen} samples")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = target.shape[0]
+        total_loss += loss.detach().item() * n
+        seen += n
+    elapsed = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "samples": seen,
+            "samples_per_s": seen / elapsed if elapsed > 0 else math.inf}
+
+
+@torch.no_grad()
+def predict(model, loader, *, device="cpu", channels_last: bool = False):
+    """Return (probabilities N x K, targets N, features N x D) over a loader."""
+    model.eval()
+    device = torch.device(device)
+    probs, targets, feats = [], [], []
+    for inputs, target in loader:
+        inputs = _channels_last(_to_device(inputs, device), channels_last)
+        out = model(inputs)
+        probs.append(out["logits"].float().softmax(-1).cpu())
+        feats.append(out["features"].float().cpu())
+        targets.append(target)
+    return torch.cat(probs).numpy(), torch.cat(targets).numpy(), torch.cat(feats).numpy()
+
+
+@torch.no_grad()
+def evaluate(model, loader, task, *, device="cpu", channels_last: bool = False) -> dict:
+    """Loss and classification metrics (accuracy, UAR, macro-F1, confusion) over a loader."""
+    model.eval()
+    device = torch.device(device)
+    total_loss, seen = 0.0, 0
+    y_true, y_pred = [], []
+    num_classes = None
+    for inputs, target in loader:
+        inputs = _channels_last(_to_device(inputs, device), channels_last)
+        target = target.to(device)
+        out = task(model(inputs), target)
+        logits = out["logits"]
+        num_classes = logits.shape[-1]
+        total_loss += out["loss"].item() * target.shape[0]
+        seen += target.shape[0]
+        y_true.append(target.cpu().numpy())
+        y_pred.append(logits.argmax(-1).cpu().numpy())
+    if not seen:
+        raise ValueError("evaluate() got an empty loader")
+    metrics = classification_metrics(np.concatenate(y_true), np.concatenate(y_pred), num_classes)
+    metrics["loss"] = total_loss / seen
+    return metrics

@@ -1,0 +1,54 @@
+"""Turn a saved checkpoint back into a model and measure it once on a held-out split."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_checkpoint
+from .data import create_dataset, get_adapter
+from .engine import evaluate
+from .spec import TrialConfig
+from .tasks import create_task
+from .trainable import build_model, count_params, pick_device
+
+
+def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig, dict]:
+    state = load_checkpoint(checkpoint_dir)
+    cfg = TrialConfig.from_flat(state["config"])
+    model = build_model(cfg, len(get_adapter(cfg.data.dataset).class_names))
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, state
+
+
+def inference_ms_per_sample(model: torch.nn.Module, example: torch.Tensor, repeats: int = 20) -> float:
+    """Batch-1 latency on the current device, after a warm-up (what a deployed model sees)."""
+    model.eval()
+    x = example[:1]
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - start) / repeats
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Path,
+                        data_root: str | None = None) -> dict:
+    """Metrics of the checkpoint's model on ``split`` of its own dataset and fold."""
+    model, cfg, _ = load_trained_model(checkpoint_dir)
+    device = pick_device()
+    model.to(device)
+    dataset = create_dataset(cfg.data.dataset, split, cfg.data.fold, model.input_spec, cache_dir=cache_dir,
+                             data_root=data_root or cfg.data.data_root, image_size=cfg.data.image_size)
+    loader = DataLoader(dataset, batch_size=128, shuffle=False)
+    metrics = evaluate(model, loader, create_task(cfg.task.name), device=device)
+    metrics["samples"] = len(dataset)
+    metrics["params"] = count_params(model)
+    metrics["inference_ms_per_sample"] = inference_ms_per_sample(model, dataset.inputs.to(device))
+    return metrics

@@ -1,0 +1,303 @@
+"""Search-space YAML -> a validated ``SearchSpace`` -> an Optuna define-by-run function.
+
+The vocabulary is fixed (docs/architecture.md, "Search spaces"); anything else is an error that
+names the file and the field, because a typo in a space silently searches the wrong thing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .spec import known_keys
+
+TOP_KEYS = {"schema", "modality", "objective", "budget", "searcher", "scheduler", "fixed",
+            "params", "extends"}
+MODALITIES = {"face", "video", "mic", "voice", "fusion"}
+SUB_KEYS = {
+    "objective": {"metric", "mode"},
+    "budget": {"samples", "max_epochs"},
+    "searcher": {"name", "sampler", "seed", "n_startup_trials"},
+    "scheduler": {"name", "grace_period", "reduction_factor", "max_t"},
+}
+PARAM_KINDS = {"choice", "float", "int"}
+PARAM_KEYS = PARAM_KINDS | {"log", "step", "when"}
+SAMPLERS = {"tpe", "random"}
+SCHEDULERS = {"asha", "fifo"}
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    kind: str  # choice | float | int
+    values: tuple  # choices, or (low, high)
+    log: bool = False
+    step: float | int | None = None
+    when: dict = field(default_factory=dict)  # key -> tuple of allowed values
+
+    def active(self, sampled: dict) -> bool:
+        return all(sampled.get(k, _MISSING) in allowed for k, allowed in self.when.items())
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    path: str
+    modality: str
+    metric: str
+    mode: str
+    samples: int
+    max_epochs: int
+    searcher: dict
+    scheduler: dict
+    fixed: dict
+    params: tuple[Param, ...]
+    space_hash: str
+
+    def define_by_run(self, extra_fixed: dict | None = None) -> DefineByRun:
+        """The function for Ray's ``OptunaSearch(space=...)``; see ``DefineByRun``."""
+        return DefineByRun(self.params, {**self.fixed, **(extra_fixed or {})})
+
+    def model_names(self) -> list[str]:
+        names = [v for p in self.params if p.key == "model.name" for v in p.values]
+        if "model.name" in self.fixed:
+            names.append(self.fixed["model.name"])
+        return names
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """Samples the active params in file order and returns the constants.
+
+    A class rather than a closure: Ray pickles the searcher, this function included, into the
+    experiment's state so that a resumed sweep continues the same Optuna study.
+    """
+
+    params: tuple[Param, ...]
+    constants: dict
+
+    def __call__(self, trial) -> dict:
+        sampled: dict = {}
+        for p in self.params:
+            if not p.active(sampled):
+                continue
+            if p.kind == "choice":
+                sampled[p.key] = trial.suggest_categorical(p.key, list(p.values))
+            elif p.kind == "float":
+                sampled[p.key] = trial.suggest_float(p.key, p.values[0], p.values[1], log=p.log, step=p.step)
+            else:
+                sampled[p.key] = trial.suggest_int(p.key, p.values[0], p.values[1], log=p.log, step=p.step or 1)
+        return dict(self.constants)
+
+
+def builtin_space_path(modality: str, dataset: str | None = None) -> Path:
+    """The shipped space for a modality, or its per-dataset override when one exists."""
+    root = resources.files("search_spaces")
+    if dataset:
+        override = root / modality / f"{dataset}.yaml"
+        if override.is_file():
+            return Path(str(override))
+    path = root / f"{modality}.yaml"
+    if not path.is_file():
+        raise UserError(f"no built-in search space for modality {modality!r}; pass --space PATH")
+    return Path(str(path))
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"search space file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"search space {str(path)!r} is not valid YAML{where}: "
+                        f"{getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"search space {str(path)!r} must be a mapping of keys (schema, params, ...)")
+    return data
+
+
+def _merge(parent: dict, child: dict) -> dict:
+    merged = dict(parent)
+    for key, value in child.items():
+        if key == "extends":
+            continue
+        if isinstance(value, dict) and isinstance(parent.get(key), dict):
+            # params: a child entry replaces the parent's whole entry; `null` removes it
+            inner = {**parent[key], **value}
+            merged[key] = {k: v for k, v in inner.items() if v is not None}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read, resolve ``extends`` (one level), validate and hash a search-space file."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if "extends" in raw:
+        parent_path = (path.parent / str(raw["extends"])).resolve()
+        parent = _read_yaml(parent_path)
+        if "extends" in parent:
+            raise UserError(f"{str(path)!r}: `extends` goes one level only, but "
+                            f"{str(parent_path)!r} extends another file")
+        _check_keys(parent, parent_path)
+        raw = _merge(parent, raw)
+    _check_keys(raw, path)
+    return _build(raw, path)
+
+
+def _check_keys(raw: dict, path: Path) -> None:
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserError(f"{str(path)!r}: unknown key {sorted(unknown)[0]!r}; "
+                        f"a space takes {', '.join(sorted(TOP_KEYS))}")
+
+
+def _build(raw: dict, path: Path) -> SearchSpace:
+    where = str(path)
+    if raw.get("schema") != 1:
+        raise UserError(f"{where!r}: field 'schema' must be 1, got {raw.get('schema')!r}")
+    modality = raw.get("modality")
+    if modality not in MODALITIES:
+        raise UserError(f"{where!r}: field 'modality' must be one of {sorted(MODALITIES)}, got {modality!r}")
+    sections = {}
+    for name, allowed in SUB_KEYS.items():
+        section = raw.get(name) or {}
+        if not isinstance(section, dict):
+            raise UserError(f"{where!r}: field {name!r} must be a mapping")
+        bad = set(section) - allowed
+        if bad:
+            raise UserError(f"{where!r}: unknown key {name}.{sorted(bad)[0]}; "
+                            f"{name} takes {', '.join(sorted(allowed))}")
+        sections[name] = section
+    objective = sections["objective"]
+    metric = objective.get("metric", "val/uar")
+    mode = objective.get("mode", "max")
+    if mode not in ("min", "max"):
+        raise UserError(f"{where!r}: objective.mode must be 'min' or 'max', got {mode!r}")
+    if not str(metric).startswith("val/"):
+        raise UserError(f"{where!r}: objective.metric must be a validation metric (val/...), "
+                        f"got {metric!r}: selecting on test data makes the result meaningless")
+    budget = sections["budget"]
+    samples = _positive_int(budget.get("samples", 16), "budget.samples", where)
+    max_epochs = _positive_int(budget.get("max_epochs", 10), "budget.max_epochs", where)
+    searcher = {"name": "optuna", "sampler": "tpe", "seed": 0, **sections["searcher"]}
+    if searcher["name"] != "optuna":
+        raise UserError(f"{where!r}: searcher.name must be 'optuna', got {searcher['name']!r}")
+    if searcher["sampler"] not in SAMPLERS:
+        raise UserError(f"{where!r}: searcher.sampler must be one of {sorted(SAMPLERS)}, "
+                        f"got {searcher['sampler']!r}")
+    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 3, **sections["scheduler"]}
+    if scheduler["name"] not in SCHEDULERS:
+        raise UserError(f"{where!r}: scheduler.name must be one of {sorted(SCHEDULERS)}, "
+                        f"got {scheduler['name']!r}")
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise UserError(f"{where!r}: field 'fixed' must be a mapping of dotted keys to values")
+    for key in fixed:
+        _check_param_key(key, f"fixed.{key}", where)
+    params_raw = raw.get("params") or {}
+    if not isinstance(params_raw, dict) or not params_raw:
+        raise UserError(f"{where!r}: field 'params' must be a non-empty mapping of dotted keys")
+    params: list[Param] = []
+    seen: set[str] = set()
+    for key, spec in params_raw.items():
+        params.append(_build_param(key, spec, seen, where))
+        seen.add(key)
+    overlap = seen & set(fixed)
+    if overlap:
+        raise UserError(f"{where!r}: {sorted(overlap)[0]!r} is both fixed and searched")
+    space = SearchSpace(
+        path=where, modality=modality, metric=metric, mode=mode, samples=samples,
+        max_epochs=max_epochs, searcher=searcher, scheduler=scheduler, fixed=dict(fixed),
+        params=tuple(params), space_hash="",
+    )
+    _check_models(space, where)
+    canonical = json.dumps({k: raw[k] for k in sorted(raw) if k != "extends"}, sort_keys=True, default=str)
+    return _replace_hash(space, hashlib.sha256(canonical.encode()).hexdigest()[:12])
+
+
+def _replace_hash(space: SearchSpace, digest: str) -> SearchSpace:
+    from dataclasses import replace
+
+    return replace(space, space_hash=digest)
+
+
+def _positive_int(value, field_name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where!r}: field {field_name!r} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_param_key(key: str, field_name: str, where: str) -> None:
+    if not isinstance(key, str) or "." not in key:
+        raise UserError(f"{where!r}: field {field_name!r}: keys are dotted, like optim.lr")
+    if key.startswith("model."):
+        return
+    if key not in known_keys():
+        import difflib
+
+        close = difflib.get_close_matches(key, sorted(known_keys()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{where!r}: unknown key {key!r} in {field_name.split('.')[0]}{hint}")
+
+
+def _build_param(key: str, spec, seen: set[str], where: str) -> Param:
+    _check_param_key(key, f"params.{key}", where)
+    if not isinstance(spec, dict):
+        raise UserError(f"{where!r}: params.{key} must be a mapping like {{choice: [...]}}")
+    bad = set(spec) - PARAM_KEYS
+    if bad:
+        raise UserError(f"{where!r}: params.{key} has unknown key {sorted(bad)[0]!r}; "
+                        f"use one of choice/float/int with optional log, step, when")
+    kinds = [k for k in PARAM_KINDS if k in spec]
+    if len(kinds) != 1:
+        raise UserError(f"{where!r}: params.{key} needs exactly one of choice, float, int")
+    kind = kinds[0]
+    values = spec[kind]
+    if kind == "choice":
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where!r}: params.{key}.choice must be a non-empty list")
+        if any(isinstance(v, (list, dict)) for v in values):
+            raise UserError(f"{where!r}: params.{key}.choice holds only plain values")
+    else:
+        if not (isinstance(values, list) and len(values) == 2):
+            raise UserError(f"{where!r}: params.{key}.{kind} must be [low, high]")
+        typ = (int, float) if kind == "float" else int
+        if any(isinstance(v, bool) or not isinstance(v, typ) for v in values):
+            raise UserError(f"{where!r}: params.{key}.{kind} bounds must be {kind} numbers, got {values}")
+        if values[0] > values[1]:
+            raise UserError(f"{where!r}: params.{key}.{kind}: low {values[0]} is above high {values[1]}")
+        if spec.get("log") and values[0] <= 0:
+            raise UserError(f"{where!r}: params.{key}: a log range needs low > 0")
+        if kind == "float":
+            values = [float(v) for v in values]
+    when_raw = spec.get("when") or {}
+    if not isinstance(when_raw, dict):
+        raise UserError(f"{where!r}: params.{key}.when must be a mapping {{key: value}}")
+    when = {}
+    for cond_key, allowed in when_raw.items():
+        if cond_key not in seen:
+            raise UserError(f"{where!r}: params.{key}.when names {cond_key!r}, which must be a "
+                            f"param listed above it")
+        when[cond_key] = tuple(allowed) if isinstance(allowed, list) else (allowed,)
+    return Param(key, kind, tuple(values), bool(spec.get("log", False)), spec.get("step"), when)
+
+
+def _check_models(space: SearchSpace, where: str) -> None:
+    import fer_models
+
+    for name in space.model_names():
+        try:
+            fer_models.resolve_name(str(name))
+        except (fer_models.UnknownModelError, ValueError) as exc:
+            raise UserError(f"{where!r}: field 'model.name': {exc}") from None

@@ -1,0 +1,171 @@
+"""One trial, start to finish, without Ray: config -> model -> data -> epochs -> reports.
+
+``tune_backend`` wraps ``run_trial`` for Ray Tune; the benchmark stage and the perf harness call
+it directly, so a trial behaves the same inside and outside a sweep.
+"""
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+import fer_models
+
+from .checkpoint import save_checkpoint
+from .data import create_dataset
+from .engine import evaluate, train_one_epoch
+from .spec import TrialConfig
+from .tasks import class_weights_from_labels, create_task
+
+Report = Callable[[dict, Path], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES=""), so this respects resources.
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(cfg: TrialConfig, num_classes: int) -> torch.nn.Module:
+    kwargs = dict(cfg.model.kwargs)
+    if cfg.data.image_size and "image_size" not in kwargs:
+        kwargs["image_size"] = cfg.data.image_size
+    return fer_models.create_model(cfg.model.name, num_classes=num_classes, **kwargs)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class TrialParts:
+    model: torch.nn.Module
+    train_loader: DataLoader
+    val_loader: DataLoader
+    task: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler | None
+    device: torch.device
+
+
+def _num_classes(dataset_name: str) -> int:
+    from .data import get_adapter
+
+    return len(get_adapter(dataset_name).class_names)
+
+
+def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None) -> TrialParts:
+    device = pick_device()
+    model = build_model(cfg, _num_classes(cfg.data.dataset)).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    common = dict(cache_dir=cache_dir, data_root=data_root or cfg.data.data_root,
+                  image_size=cfg.data.image_size)
+    train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec,
+                               augment=cfg.data.augment, seed=cfg.train.seed, **common)
+    val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, **common)
+    pin = device.type == "cuda"
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
+                              num_workers=cfg.train.num_workers, pin_memory=pin, generator=generator,
+                              persistent_workers=cfg.train.num_workers > 0)
+    val_loader = DataLoader(val_set, batch_size=max(cfg.train.batch_size, 128), shuffle=False,
+                            num_workers=0, pin_memory=pin)
+    weights = class_weights_from_labels(train_set.labels, train_set.num_classes).to(device) \
+        if cfg.task.class_weights else None
+    task = create_task(cfg.task.name, class_weights=weights, label_smoothing=cfg.train.label_smoothing)
+    optimizer = create_optimizer(cfg, model)
+    steps = cfg.train.max_epochs * max(len(train_loader), 1)
+    scheduler = create_scheduler(cfg, optimizer, steps, max(len(train_loader), 1))
+    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp and device.type == "cuda" else None
+    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device)
+
+
+def create_optimizer(cfg: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optim
+    # no weight decay on norms and biases (the usual recipe for timm/torchvision references)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr)
+    if o.name == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
+    raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {o.name!r}")
+
+
+def create_scheduler(cfg: TrialConfig, optimizer, total_steps: int, steps_per_epoch: int):
+    if cfg.optim.scheduler == "none":
+        return None
+    if cfg.optim.scheduler != "cosine":
+        raise ValueError(f"optim.scheduler must be 'cosine' or 'none', got {cfg.optim.scheduler!r}")
+    warmup = cfg.optim.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root: str | None = None,
+              resume_state: dict | None = None) -> None:
+    """Train for ``train.max_epochs`` epochs, calling ``report(metrics, checkpoint_dir)`` after each.
+
+    ``resume_state`` (a loaded checkpoint) continues from the epoch after the saved one, with the
+    optimizer, LR schedule and RNG as they were.
+    """
+    cfg = TrialConfig.from_flat(config)
+    seed_everything(cfg.train.seed)
+    parts = build_parts(cfg, Path(cache_dir), data_root)
+    start_epoch = 0
+    if resume_state is not None:
+        parts.model.load_state_dict(resume_state["model"])
+        parts.optimizer.load_state_dict(resume_state["optimizer"])
+        if parts.scheduler is not None and resume_state.get("scheduler"):
+            parts.scheduler.load_state_dict(resume_state["scheduler"])
+        if parts.scaler is not None and resume_state.get("scaler"):
+            parts.scaler.load_state_dict(resume_state["scaler"])
+        torch.set_rng_state(resume_state["rng"])
+        start_epoch = resume_state["epoch"] + 1
+    params = count_params(parts.model)
+    for epoch in range(start_epoch, cfg.train.max_epochs):
+        t0 = time.perf_counter()
+        train = train_one_epoch(parts.model, parts.train_loader, parts.task, parts.optimizer,
+                                device=parts.device, scaler=parts.scaler, amp=cfg.train.amp,
+                                grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
+                                scheduler=parts.scheduler)
+        val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
+                       channels_last=cfg.train.channels_last)
+        metrics = {
+            "epoch": epoch + 1,
+            "train/loss": train["loss"],
+            "train/samples_per_s": train["samples_per_s"],
+            "val/loss": val["loss"],
+            "val/accuracy": val["accuracy"],
+            "val/uar": val["uar"],
+            "val/macro_f1": val["macro_f1"],
+            "params": params,
+            "epoch_s": time.perf_counter() - t0,
+        }
+        with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
+            save_checkpoint(tmp, model=parts.model, optimizer=parts.optimizer, scheduler=parts.scheduler,
+                            scaler=parts.scaler, epoch=epoch, config=config,
+                            extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}})
+            report(metrics, Path(tmp))

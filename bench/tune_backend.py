@@ -1,0 +1,176 @@
+"""The only module that imports Ray Tune: Tuner construction, the Ray-side trainable, restore."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .spaces import SearchSpace
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    name: str
+    storage: str
+    samples: int
+    max_epochs: int
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    seed: int = 0
+    max_failures: int = 1
+    verbose: int = 1
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> None:
+    """Start a local Ray instance, or join the cluster at ``address`` (HOST:PORT)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Quiet Ray's own chatter; the sweep's progress table is printed by Tune's reporter.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # One checkpoint per epoch is the design (resume loses at most an epoch); Tune warns about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING")
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError or auth errors
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = (" The cluster uses token authentication: set RAY_AUTH_MODE=token."
+                    if "auth" in msg.lower() or "token" in msg.lower() else "")
+            raise UserError(f"cannot join the Ray cluster at {address!r}: {msg}.{hint}") from None
+    else:
+        ray.init(num_cpus=num_cpus, **kwargs)
+
+
+def _check_reachable(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address must be HOST:PORT (e.g. 127.0.0.1:6379), got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address!r} ({exc.strerror or exc}); "
+                        f"start one with `ray start --head --port {port}` or fix --address") from None
+
+
+def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int) -> None:
+    """Runs inside a Ray worker: restore the last checkpoint if any, then run the trial."""
+    import torch
+    from ray import tune
+
+    from .checkpoint import load_checkpoint
+    from .trainable import run_trial
+
+    torch.set_num_threads(max(1, threads))
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory)
+
+    def report(metrics: dict, checkpoint_dir: Path) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+
+    run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state)
+
+
+def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str | None):
+    from ray import tune
+
+    trainable = tune.with_parameters(fer_trial, cache_dir=str(cache_dir), data_root=data_root,
+                                     threads=max(1, int(settings.cpus_per_trial)))
+    return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
+                data_root: str | None, extra_fixed: dict):
+    from optuna.samplers import RandomSampler, TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    seed = space.searcher.get("seed", 0) + settings.seed
+    if space.searcher["sampler"] == "random":
+        sampler = RandomSampler(seed=seed)
+    else:
+        startup = space.searcher.get("n_startup_trials", max(2, min(10, settings.samples // 3)))
+        sampler = TPESampler(seed=seed, n_startup_trials=startup)
+    # define-by-run spaces need metric/mode on the searcher itself (Tune cannot set them later),
+    # so the scheduler gets them too and TuneConfig none.
+    searcher = OptunaSearch(space=space.define_by_run(extra_fixed), metric=space.metric, mode=space.mode,
+                            sampler=sampler)
+    if space.scheduler["name"] == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=settings.max_epochs,
+            grace_period=min(space.scheduler["grace_period"], settings.max_epochs),
+            reduction_factor=space.scheduler["reduction_factor"],
+        )
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples)
+    run_config = tune.RunConfig(
+        name=settings.name,
+        storage_path=settings.storage,
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=space.metric,
+                                                checkpoint_score_order=space.mode),
+        verbose=settings.verbose,
+    )
+    return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root),
+                      tune_config=tune_config, run_config=run_config)
+
+
+def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None):
+    from ray import tune
+
+    if not tune.Tuner.can_restore(path):
+        raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
+    return tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root),
+                              resume_errored=True)
+
+
+@dataclass
+class SweepOutcome:
+    best_config: dict
+    best_checkpoint: str
+    best_val: dict
+    trials: int
+    errored: int
+    epochs: int
+    trial_seconds: float
+    errors: list[str]
+
+
+def summarize(result_grid, metric: str, mode: str, keep_dir: Path) -> SweepOutcome:
+    """Pick the best trial by its best validation score, copy its best checkpoint to
+    ``keep_dir`` (storage may be remote), and count the budget spent."""
+    results = list(result_grid)
+    scored = [r for r in results if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
+    if not scored:
+        reasons = [f"{type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}" for e in result_grid.errors]
+        raise UserError("every trial failed before reporting a validation score"
+                        + (f"; first error: {reasons[0]}" if reasons else ""))
+    best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
+    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    frame = best.metrics_dataframe
+    row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
+    epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
+    seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
+    errors = [f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+              for e in result_grid.errors]
+    return SweepOutcome(
+        best_config=dict(best.config),
+        best_checkpoint=checkpoint.to_directory(str(keep_dir)),
+        best_val={k.split("/", 1)[1]: float(row[k]) for k in row.index if k.startswith("val/")},
+        trials=len(results),
+        errored=len(result_grid.errors),
+        epochs=epochs,
+        trial_seconds=seconds,
+        errors=errors,
+    )

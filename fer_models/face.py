@@ -1,0 +1,146 @@
+"""Still-image face models: the classic 48x48 FER CNN and any timm backbone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .base import FerModel
+from .layers import SelfAttention2d
+from .registry import register_model, register_prefix
+from .spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
+
+
+class FerCNN(FerModel):
+    """conv32-pool-conv64-pool-dense128-dropout-dense on 48x48 grey faces (the FER2013 baseline)."""
+
+    def __init__(self, num_classes: int, image_size: int = 48, in_chans: int = 1,
+                 dropout: float = 0.5, hidden: int = 128):
+        super().__init__()
+        self.input_spec = InputSpec("face", (in_chans, image_size, image_size),
+                                    mean=(0.5,) * in_chans, std=(0.5,) * in_chans)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        flat = 64 * (image_size // 4) ** 2
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_classes)
+        self.num_features = hidden
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.features(x))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Weights were asked for but cannot be had (offline, or a bad local file)."""
+
+
+def _load_local_weights(module: nn.Module, path: str) -> None:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise PretrainedWeightsError(f"pretrained weights file {str(file)!r} does not exist.")
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file))
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or pickled-object files
+        raise PretrainedWeightsError(f"cannot read weights file {str(file)!r}: {exc}") from None
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise PretrainedWeightsError(
+            f"weights file {str(file)!r} has no tensor matching this backbone's layers."
+        )
+    module.load_state_dict(usable, strict=False)
+
+
+class FaceTimm(FerModel):
+    """A timm backbone with optional SAGAN self-attention on its last feature map."""
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained: str = "none",
+                 attention: str = "none", attn_heads: int = 1, dropout: float = 0.0,
+                 image_size: int = 112, in_chans: int = 3):
+        super().__init__()
+        import timm
+
+        validate_backbone(backbone)
+        if attention not in ("none", "self"):
+            raise ValueError(f"attention must be 'none' or 'self', got {attention!r}")
+        pretrained = str(pretrained or "none")
+        try:
+            self.backbone = timm.create_model(
+                backbone, pretrained=pretrained == "imagenet", num_classes=0, in_chans=in_chans
+            )
+        except Exception as exc:
+            if pretrained != "imagenet":
+                raise
+            raise PretrainedWeightsError(
+                f"cannot fetch ImageNet weights for {backbone!r} ({type(exc).__name__}); offline, "
+                f"download them elsewhere and pass model.pretrained=/path/to/{backbone}.safetensors "
+                f"(timm caches downloads under ~/.cache/huggingface/hub)."
+            ) from None
+        if pretrained not in ("none", "imagenet"):
+            _load_local_weights(self.backbone, pretrained)
+        cfg = self.backbone.pretrained_cfg
+        self.input_spec = InputSpec(
+            "face", (in_chans, image_size, image_size),
+            mean=tuple(cfg.get("mean", IMAGENET_MEAN))[:in_chans] if in_chans == 3 else (0.5,) * in_chans,
+            std=tuple(cfg.get("std", IMAGENET_STD))[:in_chans] if in_chans == 3 else (0.5,) * in_chans,
+        )
+        feat_channels = self.backbone.num_features
+        self.attention = SelfAttention2d(feat_channels, attn_heads) if attention == "self" else None
+        self.num_features = getattr(self.backbone, "head_hidden_size", None) or feat_channels
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.backbone.forward_features(x)
+        if self.attention is not None:
+            if fmap.ndim != 4:
+                raise ValueError("attention=self needs a CNN backbone with a 2-D feature map")
+            fmap = self.attention(fmap)
+        return self.backbone.forward_head(fmap, pre_logits=True)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(features))
+
+
+def validate_backbone(name: str) -> None:
+    import timm
+
+    if not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown timm backbone {name!r}.{hint}")
+
+
+@register_model(modality="face")
+def fer_cnn(num_classes: int, **kwargs) -> FerCNN:
+    """Classic 48x48 FER CNN (conv32-pool-conv64-pool-dense128-dropout-dense)."""
+    return FerCNN(num_classes, **kwargs)
+
+
+@register_model(modality="face")
+def face_timm(num_classes: int, **kwargs) -> FaceTimm:
+    """Any timm backbone, optional self-attention on its last feature map."""
+    return FaceTimm(num_classes, **kwargs)
+
+
+face_timm.validate_backbone = validate_backbone
+register_prefix("timm", "face_timm", "backbone")

@@ -1,0 +1,3 @@
+from .attention import SelfAttention2d
+
+__all__ = ["SelfAttention2d"]

@@ -1,0 +1,1 @@
+"""Shipped search spaces (package data): <modality>.yaml and <modality>/<dataset>.yaml overrides."""
