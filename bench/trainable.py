@@ -147,6 +147,12 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     params = count_params(parts.model)
     for epoch in range(start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
+        # Shuffling and augmentation are seeded per epoch, so a resumed trial replays exactly
+        # the batches the uninterrupted one would have seen.
+        parts.train_loader.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
+        reseed = getattr(parts.train_loader.dataset, "reseed", None)
+        if reseed is not None:
+            reseed(cfg.train.seed * 100_003 + epoch)
         train = train_one_epoch(parts.model, parts.train_loader, parts.task, parts.optimizer,
                                 device=parts.device, scaler=parts.scaler, amp=cfg.train.amp,
                                 grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,

@@ -1,6 +1,7 @@
 """The only module that imports Ray Tune: Tuner construction, the Ray-side trainable, restore."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
         return
     # Quiet Ray's own chatter; the sweep's progress table is printed by Tune's reporter.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # The classic reporter: a table with our columns (the newer one ignores progress_reporter).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # One checkpoint per epoch is the design (resume loses at most an epoch); Tune warns about it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING")
@@ -68,6 +71,8 @@ def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: i
     from .trainable import run_trial
 
     torch.set_num_threads(max(1, threads))
+    # Ray logs every persisted checkpoint at INFO: one line per trial-epoch drowns the table.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     state = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -86,6 +91,20 @@ def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str 
     trainable = tune.with_parameters(fer_trial, cache_dir=str(cache_dir), data_root=data_root,
                                      threads=max(1, int(settings.cpus_per_trial)))
     return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def _reporter(space: SearchSpace):
+    """A compact table: the searched hyperparameters and the validation metrics, every 30 s."""
+    from ray import tune
+
+    return tune.CLIReporter(
+        metric_columns={"epoch": "ep", "train/loss": "train loss", "val/accuracy": "val acc",
+                        space.metric: space.metric.replace("val/", "val ")},
+        # conditional params are absent from some configs, which the reporter cannot show
+        parameter_columns={p.key: p.key.split(".", 1)[1] for p in space.params if not p.when},
+        max_report_frequency=30, max_progress_rows=30, sort_by_metric=True,
+        metric=space.metric, mode=space.mode,
+    )
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
@@ -121,6 +140,7 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=space.metric,
                                                 checkpoint_score_order=space.mode),
         verbose=settings.verbose,
+        progress_reporter=_reporter(space),
     )
     return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root),
                       tune_config=tune_config, run_config=run_config)

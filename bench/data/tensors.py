@@ -45,6 +45,9 @@ class TensorFaceDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def reseed(self, seed: int) -> None:
+        self._generator.manual_seed(seed)
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -1,0 +1,33 @@
+# `make demo` and `make test` each create .venv and install fer-bench when it is missing.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast test-slow lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: a real Ray Tune + Optuna + ASHA sweep on the built-in synthetic faces, then the leaderboard.
+demo: $(STAMP)
+	$(BIN)/fer-bench search face --dataset synthetic
+	$(BIN)/fer-bench leaderboard
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Everything CI runs: lint, the fast suite (tiny real Ray sweep included), then the slow stage.
+test: test-fast test-slow
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "not slow"
+
+# pytest exits 5 when no test carries the marker; that is not a failure.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow || test $$? -eq 5
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""Shared fixtures: a session-wide synthetic cache and the optional real data beside the repo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The third-party datasets beside the project (never copied into it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the project checkout)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache for the session: synthetic data is generated once, as in real use."""
+    return tmp_path_factory.mktemp("fer-cache")

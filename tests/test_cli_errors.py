@@ -1,0 +1,61 @@
+"""Bad input gets one sentence naming the culprit and exit code 2, never a traceback."""
+import socket
+
+import pytest
+
+from bench.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_unknown_dataset(capsys):
+    code, err = run(capsys, "search", "face", "--dataset", "raff")
+    assert code == 2
+    assert err.startswith("fer-bench: error: unknown dataset 'raff'")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_model_in_space(capsys, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("schema: 1\nmodality: face\nparams:\n  model.name: {choice: [fer_cnn, resnet99]}\n")
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--space", str(space))
+    assert code == 2 and "unknown model 'resnet99'" in err and str(space) in err
+
+
+def test_malformed_yaml(capsys, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("schema: 1\nparams: [unclosed\n")
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--space", str(space))
+    assert code == 2 and "not valid YAML" in err
+
+
+def test_unknown_key_in_space(capsys, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("schema: 1\nmodality: face\nparams:\n  optim.lr: {float: [0.1, 0.2], logg: true}\n")
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--space", str(space))
+    assert code == 2 and "unknown key 'logg'" in err
+
+
+def test_zero_samples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["search", "face", "--dataset", "synthetic", "--samples", "0"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--samples: must be a positive integer, got 0" in err
+
+
+def test_unreachable_address(capsys, tmp_path, cache_dir):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--address", f"127.0.0.1:{port}",
+                    "--cache-dir", str(cache_dir), "--results-dir", str(tmp_path))
+    assert code == 2 and f"no Ray cluster answers at '127.0.0.1:{port}'" in err
+
+
+def test_modality_mismatch(capsys):
+    code, err = run(capsys, "search", "voice", "--dataset", "synthetic")
+    assert code == 2 and "holds face data" in err
