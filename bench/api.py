@@ -49,7 +49,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     root = paths.data_root(data_root)
     # Index and split once on the driver: generation/caching happens here, not in N racing trials,
     # and a leaky or malformed dataset stops the sweep before any trial starts.
-    load_splits(dataset, 0, root, cache)
+    ready, indexed, _ = load_splits(dataset, 0, root, cache)
+    ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
     run_name = name or f"{dataset}-{modality}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
         name=run_name, storage=paths.storage_path(storage, results),

@@ -45,6 +45,25 @@ def _add_search(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-trial progress table")
 
 
+def _add_data_summary_and_prepare(dsub) -> None:
+    p = dsub.add_parser("summary", help="what a dataset adapter finds under a data root")
+    p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
+    p.add_argument("--data-root", help="the dataset's folder or the folder containing it (else $FER_BENCH_DATA)")
+    p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and validation carve")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = dsub.add_parser("prepare", help="detect/align faces (or decode media) once into the cache")
+    p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
+    p.add_argument("--data-root", help="the dataset's folder or the folder containing it (else $FER_BENCH_DATA)")
+    p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
+    p.add_argument("--crop-size", type=_positive_int, default=112, help="aligned face crop size (face data)")
+    p.add_argument("--select", choices=["largest", "confident"], default="largest",
+                   help="which face when MTCNN finds several")
+    p.add_argument("--no-face", choices=["centre", "drop"], default="centre",
+                   help="when MTCNN finds no face: centre-crop the image, or drop it from the dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-bench", description="Find the best emotion-recognition "
                                      "model for a dataset, honestly.")
@@ -60,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)
     dsub.add_parser("list", help="list dataset adapters")
+    _add_data_summary_and_prepare(dsub)
     return parser
 
 
@@ -83,6 +103,31 @@ def _data_list(args) -> int:
 
     for name, cls in sorted(DATASETS.items()):
         print(f"{name:<16} {cls.modality:<6} {cls.protocol}")
+    return 0
+
+
+def _data_summary(args) -> int:
+    from . import paths
+    from .data.summary import format_summary, summarize
+
+    summary = summarize(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir), args.seed)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _data_prepare(args) -> int:
+    from . import paths
+    from .data import get_adapter
+    from .data.prepare import format_report, prepare_dataset
+
+    options = {}
+    if get_adapter(args.dataset).modality == "face":
+        from .data.prep.faces import FaceAlignSettings
+
+        options["settings"] = FaceAlignSettings(crop_size=args.crop_size, select=args.select, no_face=args.no_face)
+    _, report = prepare_dataset(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir),
+                                progress=not args.quiet, **options)
+    print(format_report(args.dataset, report))
     return 0
 
 
@@ -126,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return _models_list(args)
         if args.command == "data":
-            return _data_list(args)
+            return {"summary": _data_summary, "prepare": _data_prepare}.get(args.data_command, _data_list)(args)
         return handlers[args.command](args)
     except UserError as exc:
         print(f"fer-bench: error: {exc}", file=sys.stderr)

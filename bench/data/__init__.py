@@ -8,6 +8,10 @@ from fer_models import InputSpec
 
 from ..errors import UserError
 from .base import DatasetAdapter, IndexResult, Sample
+from .ckplus import CkPlus
+from .fer2013 import Fer2013, FerPlus
+from .jaffe import Jaffe
+from .raf import RafDb
 from .synthetic import SyntheticFaces
 from .tensors import TensorFaceDataset, images_to_tensor
 
@@ -22,6 +26,10 @@ def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
 
 
 register_dataset(SyntheticFaces)
+
+# Face-image datasets in their native layouts.
+for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe):
+    register_dataset(_face_dataset)
 
 
 def get_adapter(name: str) -> DatasetAdapter:

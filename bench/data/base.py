@@ -42,6 +42,19 @@ class IndexResult:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+@dataclass
+class PrepareReport:
+    """What one offline preprocessing pass did; ``computed == 0`` means the cache was complete."""
+
+    total: int = 0
+    computed: int = 0  # cache entries written by this pass
+    cached: int = 0  # entries found already in the cache
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. a detection failure rate and its fallback
+    stats: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
 class LeakageError(UserError):
     """Two splits share a subject, a clip or identical media."""
 
@@ -62,6 +75,12 @@ class DatasetAdapter:
     def splits(self, samples: list[Sample], fold: int, seed: int = 0) -> dict[str, list[Sample]]:
         """Default protocol: subject-independent k-fold; validation subjects carved from train."""
         return subject_kfold(samples, self.num_folds, fold, seed)
+
+    def prepare(self, samples: list[Sample], root: Path | None, cache_dir: Path,
+                progress: bool = True) -> PrepareReport:
+        """Fill the cache trials read (aligned faces, spectrograms...) once, on the driver.
+        Default: nothing to prepare."""
+        return PrepareReport(total=len(samples), cached=len(samples))
 
     def load_arrays(self, samples: list[Sample], root: Path | None, cache_dir: Path) -> np.ndarray:
         """Return the samples' media as one uint8 array (N x H x W x C for images)."""
