@@ -7,13 +7,23 @@ from pathlib import Path
 from fer_models import InputSpec
 
 from ..errors import UserError
+from .afew import Afew
 from .base import DatasetAdapter, IndexResult, Sample
 from .ckplus import CkPlus
+from .cremad import CremaD, CremaDAV
+from .emodb import EmoDB
 from .fer2013 import Fer2013, FerPlus
 from .jaffe import Jaffe
+from .media_dataset import create_media_dataset
+from .mmi import Mmi
 from .raf import RafDb
+from .ravdess import Ravdess, RavdessAV, RavdessVideo
 from .synthetic import SyntheticFaces
+from .synthetic_av import SyntheticAV
+from .synthetic_video import SyntheticVideo
+from .synthetic_voice import SyntheticVoice
 from .tensors import TensorFaceDataset, images_to_tensor
+from .tess import Tess
 
 DATASETS: dict[str, type[DatasetAdapter]] = {}
 
@@ -30,6 +40,11 @@ register_dataset(SyntheticFaces)
 # Face-image datasets in their native layouts.
 for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe):
     register_dataset(_face_dataset)
+
+# Voice, video and audio-visual datasets (native layouts), and their synthetic stand-ins.
+for _media_dataset in (Tess, EmoDB, Ravdess, RavdessVideo, RavdessAV, CremaD, CremaDAV, Afew, Mmi,
+                       SyntheticVoice, SyntheticVideo, SyntheticAV):
+    register_dataset(_media_dataset)
 
 
 def get_adapter(name: str) -> DatasetAdapter:
@@ -62,6 +77,9 @@ def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, c
     if adapter.modality != input_spec.modality:
         raise UserError(f"dataset {name!r} holds {adapter.modality} data but the model expects "
                         f"{input_spec.modality} input")
+    if adapter.modality in ("voice", "video", "av"):
+        return create_media_dataset(adapter, splits, split, input_spec, cache_dir=Path(cache_dir),
+                                    image_size=image_size, augment=augment, seed=seed)
     arrays = adapter.load_arrays(samples, Path(data_root) if data_root else None, Path(cache_dir))
     inputs = images_to_tensor(arrays, input_spec, image_size)
     return TensorFaceDataset(inputs, [s.label for s in samples], adapter.class_names,

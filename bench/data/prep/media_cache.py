@@ -1,0 +1,135 @@
+"""Content-addressed cache for decoded media (spectrograms, video streams).
+
+An entry is keyed by the file's SHA-256 and the preprocessing parameters, so renaming or moving a
+dataset reuses it and changing a parameter never reads stale data. Files are hashed once: the
+hash is remembered per (path, size, mtime). Every write goes to a temp file first and is
+published with ``os.replace``, because concurrent trials and ``data prepare`` may race.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..base import file_hash
+
+# How much real work (decodes, feature computations) this process did; tests count it to prove
+# that a second pass is served from the cache.
+WORK: Counter = Counter()
+
+
+def params_tag(kind: str, params: dict) -> str:
+    """A short, stable folder name for one parameter set, readable at a glance."""
+    blob = json.dumps(params, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def file_info(path: Path, cache_dir: Path, probe: Callable[[Path], str | None] | None = None) -> dict:
+    """``{"sha256": ..., "problem": None | reason}`` for a media file, memoised by path, size and
+    mtime so re-indexing a large dataset costs one ``stat`` per file. ``probe`` returns why a
+    file cannot be used (empty, undecodable) or None; it runs once per file version."""
+    path = Path(path)
+    st = path.stat()
+    memo = (Path(cache_dir) / "prep" / "files" /
+            f"{hashlib.sha1(str(path.resolve()).encode()).hexdigest()}.json")
+    stamp = [st.st_size, st.st_mtime_ns]
+    if memo.is_file():
+        try:
+            info = json.loads(memo.read_text())
+            if info.get("stamp") == stamp and ("problem" in info or probe is None):
+                return info
+        except (OSError, ValueError):
+            pass  # a damaged memo is recomputed
+    problem = "empty file (0 bytes)" if st.st_size == 0 else (probe(path) if probe else None)
+    info = {"stamp": stamp, "sha256": file_hash(path), "problem": problem}
+    WORK["hash"] += 1
+    atomic_write_bytes(memo, json.dumps(info).encode())
+    return info
+
+
+def entry_path(cache_dir: Path, tag: str, sha256: str, suffix: str = ".npz") -> Path:
+    return Path(cache_dir) / "prep" / tag / sha256[:2] / f"{sha256}{suffix}"
+
+
+def cached_entry(cache_dir: Path, tag: str, sha256: str,
+                 compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Load the entry, or compute and publish it. A failure is remembered next to the entry
+    (``.failed``, holding the reason) so a corrupt file is not decoded again on every pass."""
+    path = entry_path(cache_dir, tag, sha256)
+    failed = path.with_suffix(".failed")
+    if path.is_file():
+        return load_npz(path)
+    if failed.is_file():
+        raise MediaError(failed.read_text())
+    try:
+        arrays = compute()
+    except MediaError as e:
+        atomic_write_bytes(failed, str(e).encode())
+        raise
+    atomic_save_npz(path, arrays)
+    return arrays
+
+
+def is_cached(cache_dir: Path, tag: str, sha256: str) -> bool:
+    path = entry_path(cache_dir, tag, sha256)
+    return path.is_file() or path.with_suffix(".failed").is_file()
+
+
+class MediaError(Exception):
+    """A media file cannot be decoded into what was asked; the message says why."""
+
+
+def generate_once(target: Path, write: Callable[[Path], None]) -> Path:
+    """Fill folder ``target`` once: ``write`` fills a temp folder that is renamed into place, so
+    a half-written set is never seen and concurrent generators simply keep the first."""
+    import shutil
+
+    target = Path(target)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

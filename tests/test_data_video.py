@@ -1,0 +1,96 @@
+"""Video adapters on generated layouts, and compressed-domain streams from real codec output."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.data import get_adapter, load_splits
+from bench.data.prep import video as video_prep
+from bench.data.synthetic import _identity
+from bench.data.synthetic_video import encode_mp4, render_clip
+from bench.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tmp_path_factory) -> Path:
+    """A synthetic clip panned 2 pixels per frame: real motion for the encoder to find."""
+    frames = render_clip(_identity(np.random.default_rng(0)), "surprise", 1.0, np.random.default_rng(3), size=96)
+    panned = np.stack([frame[2 + i: 2 + i + 64, 30 - 2 * i: 94 - 2 * i] for i, frame in enumerate(frames[:, :, :])])
+    path = tmp_path_factory.mktemp("clip") / "surprise.mp4"
+    encode_mp4(np.ascontiguousarray(panned), path)
+    return path
+
+
+def test_afew_protocol(tmp_path):
+    root = get_adapter("afew").make_fake(tmp_path / "data")
+    adapter, indexed, splits = load_splits("afew", 0, root.parent, tmp_path / "cache")
+    assert len(indexed.samples) == 28 and all(s.subject is None for s in indexed.samples)
+    assert len(splits["test"]) == 7 and all(s.path.split("/")[-3] == "Val" for s in splits["test"])
+    assert len(splits["val"]) == 7 and len(splits["train"]) == 14  # one per class carved from Train
+
+
+def test_mmi_manifest_and_subject_folds(tmp_path):
+    root = get_adapter("mmi").make_fake(tmp_path / "data")
+    adapter, indexed, _ = load_splits("mmi", 0, root, tmp_path / "cache")
+    assert len(indexed.samples) == 72
+    assert [s.reason for s in indexed.skipped] == ["manifest.csv line 74: file not found"]
+    assert {adapter.class_names[s.label] for s in indexed.samples} == set(adapter.class_names)
+    for fold in range(adapter.num_folds):
+        splits = adapter.splits(indexed.samples, fold)
+        assert not {s.subject for s in splits["train"]} & {s.subject for s in splits["test"]}
+    (root / "manifest.csv").write_text("file,emotion\n")
+    with pytest.raises(UserError, match="lacks the column"):
+        adapter.index(root, tmp_path / "cache")
+
+
+def test_corrupt_videos_are_skipped_and_wrong_layout_raises(tmp_path):
+    root = get_adapter("afew").make_fake(tmp_path / "data")
+    good = next(root.rglob("*.avi")).read_bytes()
+    (root / "Train" / "Happy" / "zero.avi").write_bytes(b"")
+    (root / "Train" / "Happy" / "cut.avi").write_bytes(good[: len(good) // 3])
+    (root / "Train" / "Bored").mkdir()
+    (root / "Train" / "Bored" / "x.avi").write_bytes(good)
+    indexed = get_adapter("afew").index(root, tmp_path / "cache")
+    reasons = {Path(s.path).name: s.reason for s in indexed.skipped}
+    assert "empty" in reasons["zero.avi"] and "Train|Val" in reasons["x.avi"]
+    assert len(indexed.samples) == 28 + ("cut.avi" not in reasons)  # a cut avi may still hold frames
+    with pytest.raises(UserError, match="Train/<Emotion>"):
+        get_adapter("afew").index(tmp_path / "cache", tmp_path / "cache2")
+
+
+def test_motion_vectors_and_residuals_come_from_the_codec(moving_clip, tmp_path):
+    decoded = list(video_prep.decode_frames(moving_clip))
+    assert len(decoded) == 16
+    assert decoded[0][1] and not any(key for _, key, _ in decoded[1:])  # one I-frame, then P-frames
+    assert decoded[0][2] is None and all(mvs is not None and len(mvs) > 0 for _, _, mvs in decoded[1:])
+    moving = sum(int((np.abs(mvs["motion_x"]) + np.abs(mvs["motion_y"]) > 0).sum()) for _, _, mvs in decoded[1:])
+    assert moving > 0
+    residual = np.mean([np.abs(video_prep.residual_frame(cur, prev, mvs)).mean()
+                        for (prev, _, _), (cur, _, mvs) in zip(decoded, decoded[1:])])
+    difference = np.mean([np.abs(cur.astype(np.float32) - prev).mean()
+                          for (prev, _, _), (cur, _, _) in zip(decoded, decoded[1:])])
+    assert residual < 0.5 * difference, (residual, difference)
+    streams = video_prep.cached_streams(moving_clip, tmp_path, video_prep.video_params(8, 64))
+    assert streams["rgb"].shape == (8, 64, 64, 3) and streams["flow"].shape == (8, 64, 64, 2)
+    assert streams["residual"].shape == (8, 64, 64, 3) and streams["iframe"].shape == (64, 64, 3)
+    assert np.abs(streams["flow"][1:].astype(np.float32)).mean() > 0.01
+    apex = video_prep.cached_streams(moving_clip, tmp_path, video_prep.video_params(4, 64, "apex"))
+    assert apex["indices"].max() >= 8  # apex-centred window sits late in a neutral -> apex clip
+
+
+@pytest.mark.parametrize("name", ["single_face.mp4", "no_face.mp4", "face_noface.mov"])
+def test_real_videos_decode(shared_data, name, tmp_path):
+    path = shared_data / "media" / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    assert video_prep.probe_video(path) is None
+    frames = []
+    for rgb, is_key, mvs in video_prep.decode_frames(path):
+        frames.append((rgb, is_key, mvs))
+        if len(frames) == 6:
+            break
+    assert len(frames) == 6 and frames[0][0].ndim == 3
+    if name.endswith(".mp4"):  # H.264 exports motion vectors; FFmpeg's HEVC decoder does not
+        assert any(mvs is not None and len(mvs) for _, _, mvs in frames[1:])
