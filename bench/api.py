@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import leaderboard as lb
 from . import paths
 from .data import get_adapter, load_splits
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
-from .results import append_record, load_records, provenance
+from .results import append_record, provenance
 from .spaces import builtin_space_path, load_space
 
 MODALITY_OF_SEARCH = {"face": "face", "video": "video", "mic": "video", "voice": "voice", "fusion": "av"}
@@ -96,12 +95,15 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
 
 
 def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:
-    """Write leaderboard.md and leaderboard.csv from the records; return the Markdown."""
-    results = paths.results_dir(results_dir)
-    tables = lb.build_rows(load_records(results))
-    markdown = lb.to_markdown(tables)
-    results.mkdir(parents=True, exist_ok=True)
-    written = [results / "leaderboard.md", results / "leaderboard.csv"]
-    written[0].write_text(markdown)
-    written[1].write_text(lb.to_csv(tables))
-    return markdown, written
+    """Write leaderboard.md, .csv and .html (and plots/) from the records and published.yaml;
+    return the Markdown and the files written."""
+    from .outputs import write_leaderboard
+
+    return write_leaderboard(paths.results_dir(results_dir))
+
+
+def report(run: str, results_dir: str | None = None) -> list[Path]:
+    """Write results/reports/<run>/report.{md,html} for one recorded sweep; return the files."""
+    from .outputs import write_report
+
+    return write_report(run, paths.results_dir(results_dir))

@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "model for a dataset, honestly.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
-    p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv} and print it")
+    p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv,html} (+ plots/) and print it")
+    p.add_argument("--results-dir")
+    p = sub.add_parser("report", help="one sweep on one page: results/reports/RUN/report.{md,html}")
+    p.add_argument("run", metavar="RUN_NAME", help="the sweep's --name (see results/records.jsonl)")
     p.add_argument("--results-dir")
     models = sub.add_parser("models", help="the model zoo")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -158,7 +161,16 @@ def _leaderboard(args) -> int:
 
     markdown, written = api.leaderboard(args.results_dir)
     print(markdown)
-    print("Wrote " + ", ".join(str(p) for p in written))
+    pages, pngs = written[:3], written[3:]
+    print("Wrote " + ", ".join(str(p) for p in pages) + (f" and {len(pngs)} plots in {pngs[0].parent}" if pngs else ""))
+    return 0
+
+
+def _report(args) -> int:
+    from . import api
+
+    written = api.report(args.run, args.results_dir)
+    print(f"Wrote {written[0]} and {written[1]} ({len(written) - 2} plots beside them)")
     return 0
 
 
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UserError
 
     args = build_parser().parse_args(argv)
-    handlers = {"search": _search, "leaderboard": _leaderboard}
+    handlers = {"search": _search, "leaderboard": _leaderboard, "report": _report}
     try:
         if args.command == "models":
             return _models_list(args)

@@ -1,16 +1,26 @@
-"""Records -> leaderboard tables. Pure functions: records in, text out; the CLI writes files."""
+"""Records -> leaderboard tables. Pure functions: records (and published rows) in, text out;
+``bench.outputs`` writes the files and ``bench.plots`` draws the figures."""
 from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 # Config keys that vary between repeats of one configuration, not between configurations.
 _REPEAT_KEYS = {"train.seed", "data.fold", "data.data_root", "data.cache_dir", "train.num_workers"}
 METRICS = ("accuracy", "uar", "macro_f1")
+# Kinds that measure a configuration on its own dataset's test split; cross-corpus ones get their own table.
+MAIN_KINDS = {"search", "benchmark"}
+LEGEND = ("Legend: test metrics in % as mean ± std over n test runs (folds × seeds) of one configuration, "
+          "selected on validation data only; UAR = unweighted average recall; budget = the sweep's trials, "
+          "epochs and device time; ms = inference per sample at batch 1; commit/space = git commit and "
+          "search-space hash. Rows marked *published* come from papers: never ranked, their protocols differ; "
+          "⚠ = the paper selected on the test set, ? = the paper does not say.")
 
 
 def config_id(flat: dict) -> str:
@@ -37,40 +47,121 @@ def key_hyperparameters(record: dict) -> str:
     return ", ".join(f"{k.split('.', 1)[1]}={_short(flat[k])}" for k in keys)
 
 
+def _repeats(records: list[dict]) -> list[dict]:
+    """The test runs that count for one configuration: benchmark retrains when there are any (the
+    designed folds x seeds), else the sweep's own test runs; one run per (fold, seed), the latest,
+    so a re-run replaces rather than double-counts."""
+    bench = [r for r in records if r.get("kind") == "benchmark"]
+    chosen = bench or records
+    by_split = {(r.get("fold", r.get("config", {}).get("data.fold", 0)),
+                 r.get("seed", r.get("config", {}).get("train.seed", 0))): r for r in chosen}
+    return list(by_split.values())
+
+
+def _summed_confusion(records: list[dict]) -> list[list[int]] | None:
+    mats = [r.get("test", {}).get("confusion") for r in records]
+    if not mats or any(m is None for m in mats) or len({len(m) for m in mats}) != 1:
+        return None
+    size = len(mats[0])
+    return [[sum(int(m[i][j]) for m in mats) for j in range(size)] for i in range(size)]
+
+
+def _aggregate(rs: list[dict]) -> dict:
+    """One row from the repeats of one configuration."""
+    runs = _repeats(rs)
+    latest = runs[-1]
+    # the budget of the sweep that found the configuration (benchmark retrains carry their own)
+    searched = [r for r in rs if r.get("kind", "search") == "search"]
+    budget = (searched[-1] if searched else latest).get("budget", {})
+    row = {
+        "model": latest["model"], "hyperparameters": key_hyperparameters(latest),
+        "config_id": config_id(latest.get("config", {})),
+        "n": len(runs), "folds": len({r.get("fold", 0) for r in runs}), "seeds": len({r.get("seed", 0) for r in runs}),
+        "kinds": "+".join(sorted({r.get("kind", "search") for r in runs})),
+        "params": latest.get("params"),
+        "trials": budget.get("trials"), "errored": budget.get("errored", 0), "epochs": budget.get("epochs"),
+        "device_s": budget.get("device_seconds"), "device": budget.get("device", "cpu"),
+        "wall_s": budget.get("wall_seconds"),
+        "inference_ms": latest.get("inference_ms_per_sample"),
+        "selection": f"best {latest.get('objective', 'val/uar')} on validation",
+        "space_hash": latest.get("space_hash"), "commit": latest.get("provenance", {}).get("commit"),
+        "run": (searched[-1] if searched else latest).get("run"),
+        "space_path": latest.get("space_path"), "objective": latest.get("objective", "val/uar"),
+        "class_names": latest.get("class_names"), "confusion": _summed_confusion(runs),
+    }
+    for m in METRICS:
+        row[m], row[m + "_std"] = _mean_std([float(r["test"][m]) for r in runs])
+    return row
+
+
+def _rank(rows: list[dict], scope) -> None:
+    """Rank by mean test UAR (then accuracy) within ``scope(row)``: rows under different
+    protocols (or train/eval pairs) are never ranked against each other."""
+    rows.sort(key=lambda r: (scope(r), -r["uar"], -r["accuracy"]))
+    counters: dict = defaultdict(int)
+    for row in rows:
+        counters[scope(row)] += 1
+        row["rank"] = counters[scope(row)]
+
+
 def build_rows(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """Group test records by (dataset, modality), aggregate repeats of each config
-    (folds x seeds) into mean and std, and rank by mean test UAR."""
+    (folds x seeds) into mean and std, and rank by mean test UAR within each protocol."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if r.get("selection") != "val":
             continue  # a number chosen on test data never reaches the leaderboard
+        if r.get("kind", "search") not in MAIN_KINDS:
+            continue
         key = (r["dataset"], r["modality"], r.get("protocol", ""), config_id(r.get("config", {})))
         groups[key].append(r)
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for (dataset, modality, protocol, cid), rs in groups.items():
-        latest = rs[-1]
-        row = {
-            "dataset": dataset, "modality": modality, "protocol": protocol, "config_id": cid,
-            "model": latest["model"], "hyperparameters": key_hyperparameters(latest), "n": len(rs),
-            "params": latest.get("params"),
-            "trials": latest.get("budget", {}).get("trials"),
-            "errored": latest.get("budget", {}).get("errored", 0),
-            "epochs": latest.get("budget", {}).get("epochs"),
-            "device_s": latest.get("budget", {}).get("device_seconds"),
-            "wall_s": latest.get("budget", {}).get("wall_seconds"),
-            "inference_ms": latest.get("inference_ms_per_sample"),
-            "selection": f"best {latest.get('objective', 'val/uar')} on validation",
-            "space_hash": latest.get("space_hash"), "commit": latest.get("provenance", {}).get("commit"),
-        }
-        for m in METRICS:
-            row[m], row[m + "_std"] = _mean_std([float(r["test"][m]) for r in rs])
-        tables[(dataset, modality)].append(row)
+    for (dataset, modality, protocol, _), rs in groups.items():
+        tables[(dataset, modality)].append({"dataset": dataset, "modality": modality, "protocol": protocol,
+                                            **_aggregate(rs)})
     for rows in tables.values():
-        rows.sort(key=lambda r: (-r["uar"], -r["accuracy"]))
-        for rank, row in enumerate(rows, 1):
-            row["rank"] = rank
+        _rank(rows, lambda r: r["protocol"])
     return dict(sorted(tables.items()))
 
+
+def build_cross_corpus(records: list[dict]) -> list[dict]:
+    """Train on A, test on B's classes shared with A: one row per (A, B, config), ranked within (A, B)."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r.get("kind") != "cross_corpus" or r.get("selection") != "val":
+            continue
+        key = (r["dataset"], r["eval_dataset"], r.get("modality", ""), config_id(r.get("config", {})))
+        groups[key].append(r)
+    rows = []
+    for (dataset, eval_dataset, modality, _), rs in groups.items():
+        row = {"dataset": dataset, "eval_dataset": eval_dataset, "modality": modality,
+               "protocol": rs[-1].get("protocol", ""), "shared_classes": list(rs[-1].get("shared_classes", [])),
+               **_aggregate(rs)}
+        rows.append(row)
+    _rank(rows, lambda r: (r["dataset"], r["eval_dataset"]))
+    return rows
+
+
+@dataclass
+class Leaderboard:
+    tables: dict[tuple[str, str], list[dict]]
+    published: list[dict] = field(default_factory=list)
+    cross_corpus: list[dict] = field(default_factory=list)
+
+    def published_for(self, dataset: str) -> list[dict]:
+        return [p for p in self.published if p["dataset"] == dataset]
+
+    def published_elsewhere(self) -> list[dict]:
+        """Published rows for datasets fer-bench has no results on yet."""
+        ours = {d for d, _ in self.tables}
+        return [p for p in self.published if p["dataset"] not in ours]
+
+
+def build_leaderboard(records: list[dict], published: list[dict] | None = None) -> Leaderboard:
+    return Leaderboard(build_rows(records), list(published or []), build_cross_corpus(records))
+
+
+# ---- formatting ------------------------------------------------------------------------------
 
 def _pct(row: dict, metric: str) -> str:
     mean, std = 100 * row[metric], 100 * row[metric + "_std"]
@@ -81,6 +172,8 @@ def _duration(seconds) -> str:
     if seconds is None:
         return ""
     seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
@@ -90,42 +183,219 @@ def _params(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.0f}k"
 
 
-MD_COLUMNS = ("rank", "model", "key hyperparameters", "test acc %", "UAR %", "macro-F1 %", "n",
-              "params", "trials", "epochs", "wall", "selection")
+def _ms(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.2f}" if value < 10 else f"{value:.0f}"
 
 
-def to_markdown(tables: dict[tuple[str, str], list[dict]]) -> str:
-    if not tables:
-        return "# fer-bench leaderboard\n\nNo results yet: run `fer-bench search face --dataset synthetic`.\n"
-    out = ["# fer-bench leaderboard", "",
-           "Test metrics of configurations selected on validation data only; mean ± std over "
-           "folds × seeds where n > 1.", ""]
-    for (dataset, modality), rows in tables.items():
+def _budget(row: dict) -> str:
+    parts = []
+    if row.get("trials") is not None:
+        parts.append(f"{row['trials']} trials")
+    if row.get("epochs") is not None:
+        parts.append(f"{row['epochs']} ep")
+    if row.get("device_s") is not None:
+        parts.append(f"{_duration(row['device_s'])} {row.get('device') or 'cpu'}")
+    return ", ".join(parts)
+
+
+_SELECTION_MARK = {"yes": " ⚠", "no": "", "not stated": " ?"}
+
+
+def protocol_labels(rows: list[dict]) -> dict[str, str]:
+    """Letters for the protocols of one table when there are several (ranks restart per protocol)."""
+    protocols = sorted({r["protocol"] for r in rows})
+    return {p: chr(ord("A") + i) for i, p in enumerate(protocols)} if len(protocols) > 1 else {}
+
+
+def _short_citation(pub: dict) -> str:
+    authors = pub["paper"].split(".", 1)[0]
+    first = authors.split(",")[0].strip()
+    return f"{first}{' et al.' if ',' in authors else ''} {pub['year']}"
+
+
+def protocol_note(pub: dict, our_protocols: list[str], our_modality: str | None) -> str:
+    """Their protocol, and how it differs from ours (the reason the row is not ranked)."""
+    notes = [pub["protocol"]]
+    if our_modality and pub["modality"] != our_modality:
+        notes.append(f"their model reads {pub['modality']}, these rows {our_modality}")
+    if our_protocols:
+        same = pub["protocol"] in our_protocols
+        notes.append("same protocol as ours" if same else f"differs from ours ({'; '.join(our_protocols)})")
+    return "; ".join(notes)
+
+
+MD_COLUMNS = ("rank", "model", "key hyperparameters", "acc %", "UAR %", "macro-F1 %", "n", "params",
+              "ms", "budget", "errored", "selection", "commit", "space")
+
+
+def _our_cells(row: dict, labels: dict[str, str]) -> list:
+    """Cells of one of our rows; (text, sort value) where the text alone would sort wrongly."""
+    rank = f"{row['rank']}" + (f" [{labels[row['protocol']]}]" if labels else "")
+    return [(rank, row["rank"]), row["model"], row["hyperparameters"] or "—",
+            (_pct(row, "accuracy"), row["accuracy"]), (_pct(row, "uar"), row["uar"]),
+            (_pct(row, "macro_f1"), row["macro_f1"]), row["n"], (_params(row["params"]), row["params"]),
+            (_ms(row["inference_ms"]), row["inference_ms"]), (_budget(row), row.get("device_s")),
+            row.get("errored") or 0, row["selection"], row.get("commit") or "", row.get("space_hash") or ""]
+
+
+def _published_value(pub: dict) -> str:
+    """As printed in the paper (98.95 stays 98.95), with the test-selection mark."""
+    return f"{pub['value']:.2f}".rstrip("0").rstrip(".") + _SELECTION_MARK[pub["selected_on_test"]]
+
+
+def _published_cells(pub: dict, number: int) -> list:
+    cells = [("—", None), f"*published* {pub['method'].split(' (')[0]} [{number}]", _short_citation(pub)]
+    for m in METRICS:
+        text = _published_value(pub) if pub["metric"] == m else ""
+        cells.append((text, pub["value"] / 100 if pub["metric"] == m else None))
+    return cells + ["—", "", "", "", "", "", "", ""]
+
+
+@dataclass
+class Section:
+    """One table, renderer-neutral: Markdown and HTML draw the same cells."""
+    title: str
+    intro: list[str]
+    columns: tuple[str, ...]
+    rows: list[list]
+    row_classes: list[str]
+    notes: list[str]
+    key: tuple = ()
+
+
+def sections(board: Leaderboard) -> list[Section]:
+    out = []
+    for (dataset, modality), rows in board.tables.items():
+        labels = protocol_labels(rows)
         protocols = sorted({r["protocol"] for r in rows})
-        out += [f"## {dataset} — {modality}", "", f"Protocol: {'; '.join(protocols)}", ""]
-        out.append("| " + " | ".join(MD_COLUMNS) + " |")
-        out.append("|" + "|".join("---" for _ in MD_COLUMNS) + "|")
-        for r in rows:
-            trials = f"{r['trials']}" + (f" ({r['errored']} errored)" if r.get("errored") else "")
-            cells = [r["rank"], r["model"], r["hyperparameters"] or "—", _pct(r, "accuracy"), _pct(r, "uar"),
-                     _pct(r, "macro_f1"), r["n"], _params(r["params"]), trials, r["epochs"],
-                     _duration(r["wall_s"]), r["selection"]]
-            out.append("| " + " | ".join(str(c) for c in cells) + " |")
+        if labels:
+            intro = ["Protocols (ranks restart per protocol): "
+                     + "; ".join(f"[{labels[p]}] {p}" for p in protocols)]
+        else:
+            intro = [f"Protocol: {protocols[0]}"]
+        cells = [_our_cells(r, labels) for r in rows]
+        classes = ["ours"] * len(rows)
+        notes = []
+        for number, pub in enumerate(board.published_for(dataset), 1):
+            cells.append(_published_cells(pub, number))
+            classes.append("published")
+            notes.append(_published_note(pub, number, protocols, modality))
+        out.append(Section(f"{dataset} — {modality}", intro, MD_COLUMNS, cells, classes, notes, (dataset, modality)))
+    if board.cross_corpus:
+        columns = ("rank", "train", "eval", "shared classes", "model", "key hyperparameters", "acc %", "UAR %",
+                   "macro-F1 %", "n", "commit")
+        cells = [[(str(r["rank"]), r["rank"]), r["dataset"], r["eval_dataset"], ", ".join(r["shared_classes"]),
+                  r["model"], r["hyperparameters"] or "—", (_pct(r, "accuracy"), r["accuracy"]),
+                  (_pct(r, "uar"), r["uar"]), (_pct(r, "macro_f1"), r["macro_f1"]), r["n"], r.get("commit") or ""]
+                 for r in board.cross_corpus]
+        out.append(Section("Cross-corpus", [
+            "Trained on one dataset (selected on its validation data), tested on another dataset's classes that "
+            "both share; ranked only within one train → eval pair."], columns, cells,
+            ["ours"] * len(cells), [], ("cross_corpus",)))
+    elsewhere = board.published_elsewhere()
+    if elsewhere:
+        columns = ("dataset", "modality", "paper", "method", "metric", "value %", "protocol", "selected on test")
+        cells = [[p["dataset"], p["modality"], _short_citation(p), p["method"], p["metric"],
+                  (_published_value(p), p["value"]), p["protocol"],
+                  p["selected_on_test"]] for p in elsewhere]
+        out.append(Section("Published results on datasets without fer-bench runs yet", [
+            "Not ranked: each row is under its paper's own protocol."], columns, cells,
+            ["published"] * len(cells), [], ("published",)))
+    return out
+
+
+def _published_note(pub: dict, number: int, our_protocols: list[str], modality: str) -> str:
+    link = f" {pub['url']}" if pub.get("url") else ""
+    extra = f" {pub['note']}." if pub.get("note") else ""
+    return (f"[{number}] {pub['paper']}, {pub['year']}.{link} Protocol: "
+            f"{protocol_note(pub, our_protocols, modality)}. Metric: {pub['metric']}. Selected on test: "
+            f"{pub['selected_on_test']}. Source of the number: {pub['source']}.{extra}")
+
+
+def _text(cell) -> str:
+    text = cell[0] if isinstance(cell, tuple) else cell
+    return str(text).replace("|", "\\|")
+
+
+def to_markdown(tables: dict[tuple[str, str], list[dict]] | Leaderboard,
+                plots: dict[tuple, list[tuple[str, str]]] | None = None) -> str:
+    """The leaderboard as Markdown; ``plots`` maps a section key to (caption, relative path) links."""
+    board = tables if isinstance(tables, Leaderboard) else Leaderboard(tables)
+    if not board.tables and not board.cross_corpus:
+        head = ["# fer-bench leaderboard", "",
+                "No results yet: run `fer-bench search face --dataset synthetic`.", ""]
+        if not board.published:
+            return "\n".join(head)
+    else:
+        head = ["# fer-bench leaderboard", "", LEGEND, ""]
+    out = list(head)
+    for section in sections(board):
+        out += [f"## {section.title}", ""]
+        for line in section.intro:
+            out += [line, ""]
+        out.append("| " + " | ".join(section.columns) + " |")
+        out.append("|" + "|".join("---" for _ in section.columns) + "|")
+        for cells in section.rows:
+            out.append("| " + " | ".join(_text(c) for c in cells) + " |")
         out.append("")
+        for note in section.notes:
+            out += [note, ""]
+        links = (plots or {}).get(section.key, [])
+        if links:
+            out += ["Plots: " + " · ".join(f"[{caption}]({path})" for caption, path in links), ""]
     return "\n".join(out)
 
 
 CSV_COLUMNS = ("dataset", "modality", "protocol", "rank", "model", "hyperparameters", "config_id", "n",
                "accuracy", "accuracy_std", "uar", "uar_std", "macro_f1", "macro_f1_std", "params",
                "inference_ms", "trials", "errored", "epochs", "device_s", "wall_s", "selection",
-               "space_hash", "commit")
+               "space_hash", "commit",
+               # appended, so readers of the first columns keep working
+               "table", "folds", "seeds", "kinds", "device", "eval_dataset", "shared_classes",
+               "paper", "year", "selected_on_test", "source")
 
 
-def to_csv(tables: dict[tuple[str, str], list[dict]]) -> str:
+def _csv_value(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return value
+
+
+def to_csv(tables: dict[tuple[str, str], list[dict]] | Leaderboard) -> str:
+    """Our rows (table=main), cross-corpus rows, then published rows (no rank; metrics as fractions)."""
+    board = tables if isinstance(tables, Leaderboard) else Leaderboard(tables)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for rows in tables.values():
+    for rows in board.tables.values():
         for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+            writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "main"}.items()})
+    for r in board.cross_corpus:
+        writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "cross_corpus"}.items()})
+    for p in board.published:
+        writer.writerow({"table": "published", "dataset": p["dataset"], "modality": p["modality"],
+                         "protocol": p["protocol"], "model": p["method"], "paper": p["paper"], "year": p["year"],
+                         p["metric"]: _csv_value(p["value"] / 100), "selected_on_test": p["selected_on_test"],
+                         "source": p["source"]})
     return buf.getvalue()
+
+
+def to_html(board: Leaderboard, images: dict[tuple, list[tuple[str, bytes]]] | None = None,
+            title: str = "fer-bench leaderboard") -> str:
+    """A self-contained page: sortable tables, plots embedded as data: URIs, no network needed."""
+    from .html_page import figure, inline, page, table
+
+    parts = [f"<h1>{html.escape(title)}</h1>", f"<p class='legend'>{inline(LEGEND)}</p>"]
+    if not board.tables and not board.cross_corpus:
+        parts.append("<p>No results yet: run <code>fer-bench search face --dataset synthetic</code>.</p>")
+    for section in sections(board):
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in section.intro]
+        parts.append(table(section.columns, section.rows, section.row_classes))
+        parts += [f"<p class='note'>{html.escape(note)}</p>" for note in section.notes]
+        parts += [figure(png, caption) for caption, png in (images or {}).get(section.key, [])]
+    return page(title, "\n".join(parts))

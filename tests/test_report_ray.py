@@ -1,0 +1,54 @@
+"""`fer-bench report` on a real (tiny) Ray Tune sweep: ASHA stops some trials, the page shows them."""
+import json
+
+import pytest
+
+from bench.cli import main
+
+SPACE = """
+schema: 1
+modality: face
+budget: {samples: 3, max_epochs: 2}
+searcher: {name: optuna, sampler: tpe, seed: 0}
+scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+fixed: {data.image_size: 32}
+params:
+  model.name: {choice: [fer_cnn]}
+  optim.lr:   {float: [1.0e-3, 1.0e-2], log: true}
+  train.batch_size: {choice: [64, 128]}
+"""
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.ray
+def test_report_of_a_real_sweep_shows_space_trials_best_config_and_plots(tmp_path, cache_dir, capsys):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    results = tmp_path / "results"
+    assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "tiny-report",
+                 "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]) == 0
+    record = json.loads((results / "records.jsonl").read_text().splitlines()[0])
+
+    assert main(["report", "tiny-report", "--results-dir", str(results)]) == 0
+    page_dir = results / "reports" / "tiny-report"
+    md = (page_dir / "report.md").read_text()
+    for heading in ("## Search space", "## Trials", "## Best configuration", "## Plots"):
+        assert heading in md
+    trial_lines = [line for line in md.split("## Trials")[1].split("##")[0].splitlines()
+                   if line.startswith("| ") and not line.startswith("| trial")]
+    assert len(trial_lines) == record["budget"]["trials"] == 3
+    assert f"| optim.lr | {record['config']['optim.lr']:.4g} |" in md
+    for name in ("sweep-curves.png", "confusion.png"):
+        data = (page_dir / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE and len(data) > 5000
+        assert f"]({name})" in md
+    html = (page_dir / "report.html").read_text()
+    assert html.count("src='data:image/png;base64,") >= 2 and "<table class='sortable'>" in html
+
+    # the leaderboard finds the leader's sweep folder and adds its learning curves
+    assert main(["leaderboard", "--results-dir", str(results)]) == 0
+    assert "(plots/synthetic-face-leader-curves.png)" in (results / "leaderboard.md").read_text()
+    capsys.readouterr()
+
+    assert main(["report", "no-such-sweep", "--results-dir", str(results)]) == 2
+    assert "tiny-report" in capsys.readouterr().err
