@@ -92,12 +92,20 @@ def _models_list(args) -> int:
     rows = []
     for name in fer_models.list_models(args.pattern):
         entry = fer_models.model_entry(name)
-        rows.append({"name": name, "modality": entry.modality, "summary": entry.summary})
+        # built with its defaults and 7 classes, so the parameter counts are comparable
+        model = fer_models.create_model(name, num_classes=7)
+        rows.append({"name": name, "modality": entry.modality, "summary": entry.summary,
+                     "params": sum(p.numel() for p in model.parameters()),
+                     "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                     "input_spec": model.input_spec.to_dict()})
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows, indent=2, default=list))
     else:
         for r in rows:
-            print(f"{r['name']:<16} {r['modality']:<6} {r['summary']}")
+            spec = r["input_spec"]
+            shape = "x".join(str(d) for d in spec["input_size"]) or "-"
+            frames = f" T={spec['frames']}" if spec.get("frames") else ""
+            print(f"{r['name']:<12} {r['modality']:<7} {r['params'] / 1e6:>7.2f}M  {shape + frames:<16} {r['summary']}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """fer_models: the model zoo. Never imports ``bench`` or Ray."""
-from . import face  # noqa: F401  (registers models)
+from . import face, fusion, mic, video, voice  # noqa: F401  (registers models)
+from .aggregate import aggregate_clips
+from .examples import example_inputs
 from .registry import (
     UnknownModelError,
     create_model,
@@ -13,6 +15,8 @@ from .spec import InputSpec
 
 __all__ = [
     "InputSpec",
+    "aggregate_clips",
+    "example_inputs",
     "UnknownModelError",
     "create_model",
     "is_model",

@@ -68,12 +68,44 @@ def _load_local_weights(module: nn.Module, path: str) -> None:
     module.load_state_dict(usable, strict=False)
 
 
+LANDMARK_POINTS = 5  # MTCNN: left eye, right eye, nose, left and right mouth corner
+LANDMARK_DIM = LANDMARK_POINTS * (LANDMARK_POINTS - 1) // 2  # 10 pairwise distances
+
+
+def landmark_distances(points: torch.Tensor) -> torch.Tensor:
+    """B x 5 x 2 MTCNN landmarks -> B x 10 pairwise distances divided by the inter-ocular distance,
+    so the branch sees face geometry (mouth width, eye-mouth height), not face size or position."""
+    i, j = torch.triu_indices(LANDMARK_POINTS, LANDMARK_POINTS, offset=1)
+    dist = (points[:, i] - points[:, j]).norm(dim=-1)
+    return dist / dist[:, :1].clamp(min=1e-6)  # pair (0, 1) is the two eyes
+
+
+def dense_stack(in_dim: int, units: int, num_layers: int, dropout: float, batch_norm: bool) -> nn.Sequential:
+    """``num_layers`` x (Linear -> [BatchNorm] -> ReLU), dropout between layers (the classifier's own
+    dropout follows the last one); empty when ``num_layers`` is 0."""
+    layers: list[nn.Module] = []
+    for i in range(num_layers):
+        layers += [nn.Dropout(dropout)] if i > 0 else []
+        layers += [nn.Linear(in_dim, units)] + ([nn.BatchNorm1d(units)] if batch_norm else [])
+        layers += [nn.ReLU(inplace=True)]
+        in_dim = units
+    return nn.Sequential(*layers)
+
+
 class FaceTimm(FerModel):
-    """A timm backbone with optional SAGAN self-attention on its last feature map."""
+    """A timm backbone with optional SAGAN self-attention on its last feature map, an optional
+    landmark branch and an optional dense head.
+
+    ``landmarks=True``: the input is ``{"image": B x C x S x S, "landmarks": B x 10}`` (see
+    ``landmark_distances``); an MLP embedding of the distances is concatenated to the image
+    features. ``num_layers`` > 0 adds that many dense layers of ``dense_units`` before the classifier.
+    """
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", pretrained: str = "none",
                  attention: str = "none", attn_heads: int = 1, dropout: float = 0.0,
-                 image_size: int = 112, in_chans: int = 3):
+                 image_size: int = 112, in_chans: int = 3, landmarks: bool = False,
+                 landmark_units: int = 32, dense_units: int = 256, num_layers: int = 0,
+                 batch_norm: bool = False):
         super().__init__()
         import timm
 
@@ -100,20 +132,37 @@ class FaceTimm(FerModel):
             "face", (in_chans, image_size, image_size),
             mean=tuple(cfg.get("mean", IMAGENET_MEAN))[:in_chans] if in_chans == 3 else (0.5,) * in_chans,
             std=tuple(cfg.get("std", IMAGENET_STD))[:in_chans] if in_chans == 3 else (0.5,) * in_chans,
+            extras={"landmarks": LANDMARK_DIM} if landmarks else {},
         )
         feat_channels = self.backbone.num_features
         self.attention = SelfAttention2d(feat_channels, attn_heads) if attention == "self" else None
         self.num_features = getattr(self.backbone, "head_hidden_size", None) or feat_channels
+        self.landmark_mlp = nn.Sequential(
+            nn.Linear(LANDMARK_DIM, landmark_units), nn.ReLU(inplace=True),
+            nn.Linear(landmark_units, landmark_units), nn.ReLU(inplace=True),
+        ) if landmarks else None
+        if landmarks:
+            self.num_features += landmark_units
+        self.dense = dense_stack(self.num_features, dense_units, num_layers, dropout, batch_norm)
+        if num_layers > 0:
+            self.num_features = dense_units
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_features, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x) -> torch.Tensor:
+        if self.landmark_mlp is not None:
+            if not isinstance(x, dict):
+                raise ValueError("landmarks=True expects {'image': ..., 'landmarks': B x 10} as input")
+            x, points = x["image"], x["landmarks"]
         fmap = self.backbone.forward_features(x)
         if self.attention is not None:
             if fmap.ndim != 4:
                 raise ValueError("attention=self needs a CNN backbone with a 2-D feature map")
             fmap = self.attention(fmap)
-        return self.backbone.forward_head(fmap, pre_logits=True)
+        features = self.backbone.forward_head(fmap, pre_logits=True)
+        if self.landmark_mlp is not None:
+            features = torch.cat([features, self.landmark_mlp(points)], dim=1)
+        return self.dense(features)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(features))

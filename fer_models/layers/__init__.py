@@ -1,3 +1,5 @@
 from .attention import SelfAttention2d
+from .mi import MINE, StatisticsNetwork
+from .temporal import AttentionPool, RecurrentEncoder, per_frame
 
-__all__ = ["SelfAttention2d"]
+__all__ = ["MINE", "AttentionPool", "RecurrentEncoder", "SelfAttention2d", "StatisticsNetwork", "per_frame"]
