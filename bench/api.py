@@ -1,9 +1,10 @@
 """The CLI's Python twin: ``search``, ``leaderboard``. Each call is explicit about its inputs."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,8 +29,9 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            max_epochs: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
            storage: str | None = None, name: str | None = None, address: str | None = None,
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
-           results_dir: str | None = None, verbose: int = 1) -> SearchResult:
-    """Run a sweep, pick the best trial on validation, test it once and record the result."""
+           results_dir: str | None = None, verbose: int = 1, resume: bool = False) -> SearchResult:
+    """Run a sweep (or, with ``resume``, continue the one named ``name``), pick the best trial on
+    validation, test it once and record the result."""
     from . import tune_backend
 
     if samples is not None and samples < 1:
@@ -50,18 +52,44 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     # and a leaky or malformed dataset stops the sweep before any trial starts.
     ready, indexed, _ = load_splits(dataset, 0, root, cache)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
+    if resume and not name:
+        raise UserError("--resume needs the --name of the sweep to continue (and the same --storage)")
     run_name = name or f"{dataset}-{modality}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
         name=run_name, storage=paths.storage_path(storage, results),
         samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
+        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"),
     )
-    extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": seed}
+    run_path = f"{settings.storage.rstrip('/')}/{run_name}"
+    meta = tune_backend.read_sweep_meta(run_path)
+    if resume:
+        if meta is None:
+            raise UserError(f"no sweep named {run_name!r} to resume under {settings.storage!r}; "
+                            f"check --name and --storage")
+        if meta["space_hash"] != space.space_hash:
+            raise UserError(f"the search space {space.path!r} changed since sweep {run_name!r} began "
+                            f"(hash {meta['space_hash']} -> {space.space_hash}); restore the file or "
+                            f"start a new sweep under another --name")
+        # the budget is the sweep's, not this invocation's flags
+        settings = replace(settings, samples=meta["samples"], max_epochs=meta["max_epochs"], seed=meta["seed"])
+    elif meta is not None:
+        raise UserError(f"a sweep named {run_name!r} already exists under {settings.storage!r}; "
+                        f"add --resume to continue it, or choose another --name")
+    extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": settings.seed}
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     start = time.time()
     tune_backend.connect(address)
-    tuner = tune_backend.build_tuner(space, settings, cache_dir=cache, data_root=root, extra_fixed=extra_fixed)
+    if resume:
+        tuner = tune_backend.restore_tuner(run_path, settings, cache_dir=cache, data_root=root)
+    else:
+        tuner = tune_backend.build_tuner(space, settings, cache_dir=cache, data_root=root, extra_fixed=extra_fixed)
+        tune_backend.write_sweep_meta(run_path, {
+            "dataset": dataset, "modality": modality, "space_path": space.path, "space_hash": space.space_hash,
+            "samples": settings.samples, "max_epochs": settings.max_epochs, "seed": settings.seed,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
     result_grid = tuner.fit()
     keep = results / "models" / run_name
     if keep.exists():
@@ -88,10 +116,12 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
         },
         "checkpoint": str(keep),
+        "resumed": resume,
+        "run_path": run_path,
         "provenance": provenance(),
     }
     append_record(results, record)
-    return SearchResult(record, str(Path(settings.storage) / run_name), outcome.errors)
+    return SearchResult(record, run_path, outcome.errors)
 
 
 def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:

@@ -43,6 +43,8 @@ def _add_search(sub) -> None:
     p.add_argument("--cache-dir", help="preprocessing cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--results-dir", help="results store (else $FER_BENCH_RESULTS or ./results)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep --name under --storage after a crash or a lost node")
 
 
 def _add_data_summary_and_prepare(dsub) -> None:
@@ -150,7 +152,7 @@ def _search(args) -> int:
         max_epochs=args.max_epochs, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
-        verbose=0 if args.quiet else 1,
+        verbose=0 if args.quiet else 1, resume=args.resume,
     )
     r = result.record
     print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "

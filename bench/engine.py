@@ -19,8 +19,8 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _to_device(x, device):
-    if isinstance(x, dict):
-        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    if isinstance(x, dict):  # multi-stream and audio-visual inputs nest dicts
+        return {k: _to_device(v, device) for k, v in x.items()}
     return x.to(device, non_blocking=True)
 
 

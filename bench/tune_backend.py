@@ -20,8 +20,11 @@ class SweepSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     seed: int = 0
-    max_failures: int = 1
+    max_failures: int = 2
     verbose: int = 1
+    # Fault injection for tests and drills: while this file exists, every trial fails at its next
+    # epoch boundary (DESIGN: marker-file fault injection, then resume with resume_errored).
+    fault_marker: str | None = None
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -62,7 +65,8 @@ def _check_reachable(address: str) -> None:
                         f"start one with `ray start --head --port {port}` or fix --address") from None
 
 
-def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int) -> None:
+def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int,
+              fault_marker: str | None = None) -> None:
     """Runs inside a Ray worker: restore the last checkpoint if any, then run the trial."""
     import torch
     from ray import tune
@@ -79,7 +83,14 @@ def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: i
         with checkpoint.as_directory() as directory:
             state = load_checkpoint(directory)
 
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict, checkpoint_dir: Path) -> None:
+        if fault_marker and Path(fault_marker).exists():
+            raise RuntimeError(f"fault injected: marker file {fault_marker} exists")
+        metrics = {**metrics, "node_id": node_id}  # which node ran it, for cluster checks
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
     run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state)
@@ -89,7 +100,8 @@ def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str 
     from ray import tune
 
     trainable = tune.with_parameters(fer_trial, cache_dir=str(cache_dir), data_root=data_root,
-                                     threads=max(1, int(settings.cpus_per_trial)))
+                                     threads=max(1, int(settings.cpus_per_trial)),
+                                     fault_marker=settings.fault_marker)
     return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
 
 
@@ -147,12 +159,46 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
 
 
 def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None):
+    """Continue a sweep: finished trials stay, unfinished and errored ones resume from their last
+    checkpoint, and the pickled Optuna searcher carries on the same study."""
     from ray import tune
 
     if not tune.Tuner.can_restore(path):
         raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
     return tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root),
                               resume_errored=True)
+
+
+SWEEP_META = "fer-bench-sweep.json"
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (pyarrow.fs.LocalFileSystem(), path)
+
+
+def write_sweep_meta(run_path: str, meta: dict) -> None:
+    """What a resume must match (space hash) or reuse (budget), beside Ray's own state."""
+    import json
+
+    fs, path = _filesystem(run_path)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{SWEEP_META}") as f:
+        f.write(json.dumps(meta, indent=2, default=str).encode())
+
+
+def read_sweep_meta(run_path: str) -> dict | None:
+    import json
+
+    import pyarrow.fs
+
+    fs, path = _filesystem(run_path)
+    info = fs.get_file_info(f"{path}/{SWEEP_META}")
+    if info.type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(f"{path}/{SWEEP_META}") as f:
+        return json.loads(f.read().decode())
 
 
 @dataclass
