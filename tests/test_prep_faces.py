@@ -151,3 +151,19 @@ def test_prepare_cli_reports_and_second_run_is_free(fake_jaffe, tmp_path, counti
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "0 prepared now, 140 already cached" in out and "not-a-jaffe-name.tiff" in out
+
+
+def test_landmark_branch_gets_image_and_landmarks(fake_jaffe, tmp_path, counting_aligner):
+    from bench.data import create_dataset
+    from fer_models import InputSpec
+
+    get_adapter("jaffe").prepare(get_adapter("jaffe").index(fake_jaffe, tmp_path).samples, fake_jaffe, tmp_path,
+                                 progress=False)
+    spec = InputSpec("face", (3, 64, 64), mean=(0.5,) * 3, std=(0.5,) * 3, extras={"landmarks": 10})
+    dataset = create_dataset("jaffe", "train", 0, spec, cache_dir=tmp_path, data_root=fake_jaffe)
+    x, y = dataset[0]
+    assert x["image"].shape == (3, 64, 64) and x["landmarks"].shape == (10,)
+    plain = create_dataset("jaffe", "train", 0, InputSpec("face", (1, 48, 48), mean=(0.5,), std=(0.5,)),
+                           cache_dir=tmp_path,
+                           data_root=fake_jaffe)
+    assert plain[0][0].shape == (1, 48, 48)

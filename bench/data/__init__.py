@@ -12,6 +12,7 @@ from .base import DatasetAdapter, IndexResult, Sample
 from .ckplus import CkPlus
 from .cremad import CremaD, CremaDAV
 from .emodb import EmoDB
+from .face_files import landmark_face_dataset
 from .fer2013 import Fer2013, FerPlus
 from .jaffe import Jaffe
 from .media_dataset import create_media_dataset
@@ -82,6 +83,9 @@ def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, c
                                     image_size=image_size, augment=augment, seed=seed)
     arrays = adapter.load_arrays(samples, Path(data_root) if data_root else None, Path(cache_dir))
     inputs = images_to_tensor(arrays, input_spec, image_size)
+    if input_spec.extras.get("landmarks"):  # a landmark branch also reads the prepared faces' landmarks
+        return landmark_face_dataset(adapter, samples, inputs, Path(data_root) if data_root else None,
+                                     Path(cache_dir), augment=augment and split == "train", seed=seed)
     return TensorFaceDataset(inputs, [s.label for s in samples], adapter.class_names,
                              [s.subject for s in samples], augment=augment and split == "train", seed=seed)
 

@@ -24,6 +24,7 @@ from .prep.faces import (
     prepare_faces,
     remember_settings,
 )
+from .tensors import TensorFaceDataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 SPLIT_ORDER = ("train", "val", "test")
@@ -222,3 +223,30 @@ def _stack_same_size(images: list[np.ndarray]) -> np.ndarray:
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         out.append(img if img.ndim == 3 else img[..., None])
     return np.stack(out)
+
+
+def landmark_face_dataset(adapter: DatasetAdapter, samples: list[Sample], inputs, root: Path | None,
+                          cache_dir: Path, *, augment: bool, seed: int):
+    """Face tensors plus each face's 10 landmark distances, yielded as ``{"image", "landmarks"}``
+    for models with a landmark branch (``input_spec.extras["landmarks"]``)."""
+    if not isinstance(adapter, FaceImageAdapter) or any(s.meta.get("aligned") for s in samples):
+        raise UserError(f"model.landmarks=true needs MTCNN landmarks, but dataset {adapter.name!r} (in this "
+                        f"layout) ships ready-made face crops without them; set model.landmarks to false")
+    landmarks = adapter.load_landmark_features(samples, root, cache_dir)
+    return LandmarkFaceDataset(inputs, [s.label for s in samples], adapter.class_names, [s.subject for s in samples],
+                               augment=augment, seed=seed, landmarks=landmarks)
+
+
+class LandmarkFaceDataset(TensorFaceDataset):
+    """A horizontal flip permutes the distances (left/right swap) a little; the branch sees them
+    unflipped, which the image branch's augmentation does not depend on."""
+
+    def __init__(self, *args, landmarks: np.ndarray, **kwargs):
+        import torch
+
+        super().__init__(*args, **kwargs)
+        self.landmarks = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
+
+    def __getitem__(self, i: int):
+        x, y = super().__getitem__(i)
+        return {"image": x, "landmarks": self.landmarks[i]}, y
