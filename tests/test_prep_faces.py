@@ -163,6 +163,8 @@ def test_landmark_branch_gets_image_and_landmarks(fake_jaffe, tmp_path, counting
     dataset = create_dataset("jaffe", "train", 0, spec, cache_dir=tmp_path, data_root=fake_jaffe)
     x, y = dataset[0]
     assert x["image"].shape == (3, 64, 64) and x["landmarks"].shape == (10,)
+    example = dataset.inputs[:1].to("cpu")  # what latency timing feeds the model
+    assert example["image"].shape == (1, 3, 64, 64) and example["landmarks"].shape == (1, 10)
     plain = create_dataset("jaffe", "train", 0, InputSpec("face", (1, 48, 48), mean=(0.5,), std=(0.5,)),
                            cache_dir=tmp_path,
                            data_root=fake_jaffe)

@@ -24,7 +24,7 @@ from .prep.faces import (
     prepare_faces,
     remember_settings,
 )
-from .tensors import TensorFaceDataset
+from .tensors import TensorBatch, TensorFaceDataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 SPLIT_ORDER = ("train", "val", "test")
@@ -238,15 +238,19 @@ def landmark_face_dataset(adapter: DatasetAdapter, samples: list[Sample], inputs
 
 
 class LandmarkFaceDataset(TensorFaceDataset):
-    """A horizontal flip permutes the distances (left/right swap) a little; the branch sees them
-    unflipped, which the image branch's augmentation does not depend on."""
+    """Images augmented as in TensorFaceDataset, each with its landmark distances. ``inputs`` is a
+    TensorBatch so code written for one input tensor (latency timing: ``inputs[:1].to(device)``)
+    gets both. A horizontal flip swaps left/right in the image but not in the distances; the
+    image branch's augmentation does not depend on them."""
 
-    def __init__(self, *args, landmarks: np.ndarray, **kwargs):
+    def __init__(self, inputs, *args, landmarks: np.ndarray, **kwargs):
         import torch
 
-        super().__init__(*args, **kwargs)
+        super().__init__(inputs, *args, **kwargs)
+        self._faces = TensorFaceDataset(inputs, *args, **kwargs)  # augments the image alone
         self.landmarks = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
+        self.inputs = TensorBatch({"image": inputs, "landmarks": self.landmarks})
 
     def __getitem__(self, i: int):
-        x, y = super().__getitem__(i)
+        x, y = self._faces[i]
         return {"image": x, "landmarks": self.landmarks[i]}, y
