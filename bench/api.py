@@ -12,7 +12,7 @@ from . import paths
 from .data import get_adapter, load_splits
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
-from .results import append_record, provenance
+from .results import append_record, load_records, provenance
 from .spaces import builtin_space_path, load_space
 
 MODALITY_OF_SEARCH = {"face": "face", "video": "video", "mic": "video", "voice": "voice", "fusion": "av"}
@@ -98,17 +98,11 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     wall = time.time() - start
     test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=cache, data_root=root)
     record = {
-        "kind": "search",
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run": run_name, "dataset": dataset, "modality": modality,
-        "protocol": adapter.protocol, "fold": outcome.best_config.get("data.fold", 0), "seed": seed,
-        "model": outcome.best_config["model.name"], "config": outcome.best_config,
+        "kind": "search", **_test_fields(adapter, outcome.best_config, test),
+        "run": run_name, "dataset": dataset, "modality": modality, "seed": seed,
         "searched": [p.key for p in space.params], "space_hash": space.space_hash,
         "space_path": space.path, "objective": space.metric, "selection": "val",
         "val": outcome.best_val,
-        "test": {k: test[k] for k in ("accuracy", "uar", "macro_f1", "confusion", "loss", "samples")},
-        "class_names": list(adapter.class_names),
-        "params": test["params"], "inference_ms_per_sample": test["inference_ms_per_sample"],
         "budget": {
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
             "device_seconds": outcome.trial_seconds * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
@@ -118,10 +112,86 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         "checkpoint": str(keep),
         "resumed": resume,
         "run_path": run_path,
-        "provenance": provenance(),
     }
     append_record(results, record)
     return SearchResult(record, run_path, outcome.errors)
+
+
+def _test_fields(adapter, config: dict, test: dict) -> dict:
+    """The fields every test-evaluation record shares (search winners and benchmark retrains)."""
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "protocol": adapter.protocol, "fold": config.get("data.fold", 0),
+        "model": config["model.name"], "config": config, "class_names": list(adapter.class_names),
+        "test": {k: test[k] for k in ("accuracy", "uar", "macro_f1", "confusion", "loss", "samples")},
+        "params": test["params"], "inference_ms_per_sample": test["inference_ms_per_sample"],
+        "provenance": provenance(),
+    }
+
+
+def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
+              cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
+              storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
+              cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1) -> list[dict]:
+    """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
+    protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
+    leader on another corpus over the shared classes."""
+    from . import benchmark as bm
+    from . import tune_backend
+
+    if top_k < 1 or seeds < 1:
+        raise UserError("--top-k and --seeds must be at least 1")
+    results = paths.results_dir(results_dir)
+    cache = paths.cache_dir(cache_dir)
+    source = bm.latest_search_record(load_records(results), dataset, modality)
+    if eval_dataset:
+        get_adapter(eval_dataset)
+        outcome = bm.cross_corpus(source["checkpoint"], eval_dataset, cache_dir=cache,
+                                  data_root=paths.data_root(eval_data_root))
+        record = {"kind": "cross_corpus", "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "dataset": dataset, "eval_dataset": eval_dataset, "modality": modality,
+                  "selection": "val", "source_run": source["run"], "space_hash": source.get("space_hash"),
+                  "provenance": provenance(), **outcome}
+        append_record(results, record)
+        return [record]
+    adapter = get_adapter(dataset)
+    root = paths.data_root(data_root) or source["config"].get("data.data_root")
+    metric = source.get("objective", "val/uar")
+    configs = bm.top_configs(source["run_path"], metric, "max" if not metric.endswith("loss") else "min", top_k)
+    jobs = bm.expand_jobs(configs, adapter.num_folds, seeds)
+    run_name = f"{source['run']}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    settings = tune_backend.SweepSettings(
+        name=run_name, storage=paths.storage_path(storage, results), samples=len(jobs),
+        max_epochs=int(source["budget"]["max_epochs"]), cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, verbose=verbose,
+    )
+    keep = results / "models" / run_name
+    tune_backend.connect(address)
+    start = time.time()
+    runs = tune_backend.run_fixed_configs(jobs, settings, metric=metric, mode="max", cache_dir=cache,
+                                          data_root=root, keep_dir=keep)
+    wall = time.time() - start
+    written = []
+    for run in runs:
+        if run.checkpoint is None:
+            print(f"warning: retrain fold {run.config['data.fold']} seed {run.config['train.seed']} "
+                  f"failed ({run.error}); it is left out of the leaderboard")
+            continue
+        test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=cache, data_root=root)
+        record = {
+            "kind": "benchmark", **_test_fields(adapter, run.config, test),
+            "run": source["run"], "benchmark_run": run_name, "dataset": dataset, "modality": modality,
+            "seed": run.config["train.seed"], "searched": source.get("searched", []),
+            "space_hash": source.get("space_hash"), "space_path": source.get("space_path"),
+            "objective": metric, "selection": "val", "val": run.val, "run_path": source.get("run_path"),
+            # the search budget that chose this config, plus what this retrain cost
+            "budget": {**source["budget"], "retrain_epochs": run.epochs,
+                       "retrain_device_seconds": run.seconds * max(cpus_per_trial, gpus_per_trial)},
+            "benchmark_wall_seconds": wall, "checkpoint": run.checkpoint,
+        }
+        append_record(results, record)
+        written.append(record)
+    return written
 
 
 def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:

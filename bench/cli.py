@@ -66,11 +66,48 @@ def _add_data_summary_and_prepare(dsub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_predict_and_export(sub) -> None:
+    p = sub.add_parser("predict", help="run a trained model on photos, videos or audio (MTCNN faces)")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<modality>")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or audio files, or folders of them")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object (layout in the README)")
+    fmt.add_argument("--csv", action="store_true", help="print CSV, one row per face or audio window")
+    p.add_argument("--annotate", metavar="OUT.mp4", help="write a copy of the video with boxes and labels")
+    p.add_argument("--fps", type=_non_negative_float, default=5.0,
+                   help="video frames analysed per second (0 = every frame; default 5)")
+    p.add_argument("--threshold", type=_non_negative_float,
+                   help="clip label: ignore frames whose top probability is below this (default: the model's, or 0)")
+    p.add_argument("--results-dir", help="results store for best:... (else $FER_BENCH_RESULTS or ./results)")
+    p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
+    p.add_argument("--data-root", help="the model's training data, for voice normalisation (else the checkpoint's)")
+    p = sub.add_parser("export", help="export a trained model to ONNX and check it against PyTorch")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<modality>")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
+    p.add_argument("--opset", type=_positive_int, default=17)
+    p.add_argument("--results-dir", help="results store for best:... (else $FER_BENCH_RESULTS or ./results)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-bench", description="Find the best emotion-recognition "
                                      "model for a dataset, honestly.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_search(sub)
+    p = sub.add_parser("benchmark", help="retrain a sweep's top-k configs on every fold x seed and test once")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--modality", default="face", choices=["face", "video", "mic", "voice", "fusion"])
+    p.add_argument("--top-k", type=_positive_int, default=1)
+    p.add_argument("--seeds", type=_positive_int, default=1)
+    p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
+    p.add_argument("--eval-data-root")
+    p.add_argument("--data-root")
+    p.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0)
+    p.add_argument("--address")
+    p.add_argument("--storage")
+    p.add_argument("--cache-dir")
+    p.add_argument("--results-dir")
+    p.add_argument("--quiet", action="store_true")
     p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv,html} (+ plots/) and print it")
     p.add_argument("--results-dir")
     p = sub.add_parser("report", help="one sweep on one page: results/reports/RUN/report.{md,html}")
@@ -85,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     dsub.add_parser("list", help="list dataset adapters")
     _add_data_summary_and_prepare(dsub)
+    _add_predict_and_export(sub)
     return parser
 
 
@@ -166,6 +204,24 @@ def _search(args) -> int:
     return 0
 
 
+def _benchmark(args) -> int:
+    from . import api
+
+    records = api.benchmark(
+        args.dataset, args.modality, top_k=args.top_k, seeds=args.seeds, eval_dataset=args.eval_dataset,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
+        storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
+        cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
+    )
+    for r in records:
+        where = (f"on {r['eval_dataset']} ({len(r['shared_classes'])} shared classes)" if r["kind"] == "cross_corpus"
+                 else f"fold {r['fold']} seed {r['seed']}")
+        print(f"{r['model']} {where}: test accuracy {100 * r['test']['accuracy']:.1f}%, "
+              f"UAR {100 * r['test']['uar']:.1f}%, macro-F1 {100 * r['test']['macro_f1']:.1f}%")
+    print(f"{len(records)} record(s) appended; `fer-bench leaderboard` shows mean ± std.")
+    return 0
+
+
 def _leaderboard(args) -> int:
     from . import api
 
@@ -184,11 +240,56 @@ def _report(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from . import paths
+    from .model_ref import resolve_model_ref
+    from .predict import Predictor, expand_inputs, media_type, predict
+    from .predict_output import format_csv, format_text
+
+    checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
+    files = expand_inputs(args.inputs)
+    predictor = Predictor(checkpoint, cache_dir=paths.cache_dir(args.cache_dir),
+                          data_root=paths.data_root(args.data_root), fps=args.fps, threshold=args.threshold)
+    sink_for = None
+    if args.annotate:
+        from .annotate import AnnotatedVideo, annotated_path
+
+        several = sum(1 for f in files if media_type(f) == "video") > 1
+        sink_for = lambda path, video: AnnotatedVideo(annotated_path(args.annotate, path, several),  # noqa: E731
+                                                      video.rate, predictor.class_names)
+    result = predict(predictor, files, sink_for)
+    print(json.dumps(result, indent=2) if args.json else format_csv(result) if args.csv else format_text(result))
+    failed = [i for i in result["inputs"] if i.get("error")]
+    for item in failed:
+        print(f"fer-bench: skipped {item['path']}: {item['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _export(args) -> int:
+    from . import paths
+    from .export import PARITY_TOLERANCE, export_onnx
+    from .model_ref import resolve_model_ref
+
+    checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
+    report = export_onnx(checkpoint, args.onnx, opset=args.opset)
+    print(f"Wrote {report.path} ({report.model}; inputs {', '.join(report.input_names)}, dynamic batch) "
+          f"in {report.seconds:.1f} s.")
+    print(f"onnxruntime vs PyTorch on example inputs (batch {', '.join(map(str, report.batch_sizes))}): max abs "
+          f"difference {report.max_abs_diff:.2e} (logits), {report.features_max_abs_diff:.2e} (features).")
+    if not report.ok:
+        worst = max(report.max_abs_diff, report.features_max_abs_diff)
+        print(f"fer-bench: error: the ONNX file differs from PyTorch by {worst:.2e}, over the "
+              f"{PARITY_TOLERANCE:.0e} tolerance", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import UserError
 
     args = build_parser().parse_args(argv)
-    handlers = {"search": _search, "leaderboard": _leaderboard, "report": _report}
+    handlers = {"search": _search, "benchmark": _benchmark, "leaderboard": _leaderboard, "report": _report}
+    handlers.update(predict=_predict, export=_export)
     try:
         if args.command == "models":
             return _models_list(args)

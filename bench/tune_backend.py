@@ -74,6 +74,7 @@ def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: i
     from .checkpoint import load_checkpoint
     from .trainable import run_trial
 
+    config = config.get(FIXED_JOB_KEY, config)  # run_fixed_configs wraps each full config
     torch.set_num_threads(max(1, threads))
     # Ray logs every persisted checkpoint at INFO: one line per trial-epoch drowns the table.
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -121,11 +122,13 @@ def _reporter(space: SearchSpace):
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
                 data_root: str | None, extra_fixed: dict):
+    import optuna
     from optuna.samplers import RandomSampler, TPESampler
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table already reports each trial
     seed = space.searcher.get("seed", 0) + settings.seed
     if space.searcher["sampler"] == "random":
         sampler = RandomSampler(seed=seed)
@@ -201,6 +204,60 @@ def read_sweep_meta(run_path: str) -> dict | None:
         return json.loads(f.read().decode())
 
 
+FIXED_JOB_KEY = "job"
+
+
+@dataclass
+class FixedRun:
+    config: dict
+    checkpoint: str | None  # local copy of the best-on-validation checkpoint
+    val: dict
+    epochs: int
+    seconds: float
+    error: str | None
+
+
+def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: str, mode: str,
+                      cache_dir: Path, data_root: str | None, keep_dir: Path) -> list[FixedRun]:
+    """Train each full config once, in parallel across the cluster (a grid, no searcher, no early
+    stopping); keep each run's best-on-validation checkpoint under ``keep_dir/<i>``."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        _wrapped_trainable(settings, cache_dir, data_root),
+        param_space={FIXED_JOB_KEY: tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(
+            name=settings.name, storage_path=settings.storage, verbose=settings.verbose,
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                    checkpoint_score_order=mode),
+        ),
+    )
+    runs = []
+    for index, result in enumerate(tuner.fit()):
+        config = result.config[FIXED_JOB_KEY]
+        frame = result.metrics_dataframe
+        if result.error is not None or frame is None or metric not in frame:
+            runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error)))
+            continue
+        best = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
+        checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
+        runs.append(FixedRun(
+            config, checkpoint.to_directory(str(Path(keep_dir) / str(index))),
+            {k.split("/", 1)[1]: float(best[k]) for k in best.index if k.startswith("val/")},
+            int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
+        ))
+    return runs
+
+
+def _error_line(error) -> str | None:
+    if error is None:
+        return None
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
 @dataclass
 class SweepOutcome:
     best_config: dict
@@ -228,8 +285,7 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path) -> SweepOutco
     row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
     epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
     seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
-    errors = [f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-              for e in result_grid.errors]
+    errors = [_error_line(e) for e in result_grid.errors]
     return SweepOutcome(
         best_config=dict(best.config),
         best_checkpoint=checkpoint.to_directory(str(keep_dir)),
