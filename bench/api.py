@@ -29,7 +29,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            max_epochs: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
            storage: str | None = None, name: str | None = None, address: str | None = None,
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
-           results_dir: str | None = None, verbose: int = 1, resume: bool = False) -> SearchResult:
+           results_dir: str | None = None, verbose: int = 1, resume: bool = False,
+           objective: str | None = None) -> SearchResult:
     """Run a sweep (or, with ``resume``, continue the one named ``name``), pick the best trial on
     validation, test it once and record the result."""
     from . import tune_backend
@@ -45,6 +46,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     space = load_space(space_path or builtin_space_path(modality, dataset))
     if space.modality != modality:
         raise UserError(f"{space.path!r} is a {space.modality} space, not a {modality} one")
+    extra_objectives = parse_objectives(objective, space)
     cache = paths.cache_dir(cache_dir)
     results = paths.results_dir(results_dir)
     root = paths.data_root(data_root)
@@ -59,7 +61,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         name=run_name, storage=paths.storage_path(storage, results),
         samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
-        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"),
+        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), extra_objectives=extra_objectives,
     )
     run_path = f"{settings.storage.rstrip('/')}/{run_name}"
     meta = tune_backend.read_sweep_meta(run_path)
@@ -94,7 +96,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     keep = results / "models" / run_name
     if keep.exists():
         shutil.rmtree(keep)
-    outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep)
+    outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, extra_objectives)
     wall = time.time() - start
     test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=cache, data_root=root)
     record = {
@@ -113,8 +115,30 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         "resumed": resume,
         "run_path": run_path,
     }
+    if extra_objectives:
+        record["objectives"] = [space.metric, *(m for m, _ in extra_objectives)]
+        record["pareto"] = outcome.pareto
     append_record(results, record)
     return SearchResult(record, run_path, outcome.errors)
+
+
+OBJECTIVE_MODES = {"val/uar": "max", "val/accuracy": "max", "val/macro_f1": "max", "val/loss": "min",
+                   "latency_ms": "min", "params": "min"}
+
+
+def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:
+    """``--objective val/uar,latency_ms``: the first must be the space's validation metric (it
+    drives ASHA and selection); the rest become extra objectives of a multi-objective search."""
+    if not text:
+        return ()
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in OBJECTIVE_MODES]
+    if unknown:
+        raise UserError(f"--objective: unknown metric {unknown[0]!r}; choose from {', '.join(OBJECTIVE_MODES)}")
+    if names[0] != space.metric:
+        raise UserError(f"--objective must start with the space's metric {space.metric!r} "
+                        f"(selection stays on validation), got {names[0]!r}")
+    return tuple((n, OBJECTIVE_MODES[n]) for n in names[1:])
 
 
 def _test_fields(adapter, config: dict, test: dict) -> dict:

@@ -43,6 +43,7 @@ def _add_search(sub) -> None:
     p.add_argument("--cache-dir", help="preprocessing cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--results-dir", help="results store (else $FER_BENCH_RESULTS or ./results)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    p.add_argument("--objective", help="several objectives, e.g. val/uar,latency_ms (records the Pareto front)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep --name under --storage after a crash or a lost node")
 
@@ -190,7 +191,7 @@ def _search(args) -> int:
         max_epochs=args.max_epochs, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
-        verbose=0 if args.quiet else 1, resume=args.resume,
+        verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
     )
     r = result.record
     print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "
@@ -200,6 +201,9 @@ def _search(args) -> int:
     print(f"Best on validation: {r['model']} (val UAR {100 * r['val']['uar']:.1f}%).")
     print(f"Test, evaluated once: accuracy {100 * r['test']['accuracy']:.1f}%, "
           f"UAR {100 * r['test']['uar']:.1f}%, macro-F1 {100 * r['test']['macro_f1']:.1f}%.")
+    for point in r.get("pareto", []):
+        print("  Pareto front: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in point.items()))
     print(f"Checkpoint: {r['checkpoint']}   Experiment: {result.run_path}")
     return 0
 

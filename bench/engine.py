@@ -67,6 +67,27 @@ def train_one_epoch(model, loader, task, optimizer, *, device="cpu", scaler=None
             "samples_per_s": seen / elapsed if elapsed > 0 else math.inf}
 
 
+def _first(x):
+    if isinstance(x, dict):
+        return {k: _first(v) for k, v in x.items()}
+    return x[:1]
+
+
+@torch.no_grad()
+def latency_ms(model, batch, *, device="cpu", repeats: int = 10) -> float:
+    """Batch-1 forward time in ms after a warm-up: what a deployed model costs per sample."""
+    model.eval()
+    x = _to_device(_first(batch), torch.device(device))
+    for _ in range(3):
+        model(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - start) / repeats
+
+
 @torch.no_grad()
 def predict(model, loader, *, device="cpu", channels_last: bool = False):
     """Return (probabilities N x K, targets N, features N x D) over a loader."""

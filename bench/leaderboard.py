@@ -88,6 +88,8 @@ def _aggregate(rs: list[dict]) -> dict:
         "run": (searched[-1] if searched else latest).get("run"),
         "space_path": latest.get("space_path"), "objective": latest.get("objective", "val/uar"),
         "class_names": latest.get("class_names"), "confusion": _summed_confusion(runs),
+        "pareto": (searched[-1] if searched else latest).get("pareto") or [],
+        "objectives": (searched[-1] if searched else latest).get("objectives") or [],
     }
     for m in METRICS:
         row[m], row[m + "_std"] = _mean_std([float(r["test"][m]) for r in runs])
@@ -282,6 +284,7 @@ def sections(board: Leaderboard) -> list[Section]:
             cells.append(_published_cells(pub, number))
             classes.append("published")
             notes.append(_published_note(pub, number, protocols, modality))
+        notes += [pareto_note(r) for r in rows if r.get("pareto")]
         out.append(Section(f"{dataset} — {modality}", intro, MD_COLUMNS, cells, classes, notes, (dataset, modality)))
     if board.cross_corpus:
         columns = ("rank", "train", "eval", "shared classes", "model", "key hyperparameters", "acc %", "UAR %",
@@ -304,6 +307,15 @@ def sections(board: Leaderboard) -> list[Section]:
             "Not ranked: each row is under its paper's own protocol."], columns, cells,
             ["published"] * len(cells), [], ("published",)))
     return out
+
+
+def pareto_note(row: dict) -> str:
+    """A multi-objective sweep's Pareto front (validation scores), so the trade-off is visible."""
+    objectives = row["objectives"]
+    points = "; ".join(
+        f"{p.get('model')} (" + ", ".join(f"{m}={_short(float(p[m]))}" for m in objectives if m in p) + ")"
+        for p in row["pareto"])
+    return f"Pareto front of sweep {row.get('run')} over {' vs '.join(objectives)} (validation): {points}"
 
 
 def _published_note(pub: dict, number: int, our_protocols: list[str], modality: str) -> str:

@@ -21,7 +21,7 @@ import fer_models
 
 from .checkpoint import save_checkpoint
 from .data import create_dataset
-from .engine import evaluate, train_one_epoch
+from .engine import evaluate, latency_ms, train_one_epoch
 from .spec import TrialConfig
 from .tasks import class_weights_from_labels, create_task
 
@@ -145,6 +145,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         torch.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"] + 1
     params = count_params(parts.model)
+    latency = None  # measured once: it does not change with training
     for epoch in range(start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
         # Shuffling and augmentation are seeded per epoch, so a resumed trial replays exactly
@@ -159,6 +160,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
                                 scheduler=parts.scheduler)
         val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
                        channels_last=cfg.train.channels_last)
+        if latency is None:
+            latency = latency_ms(parts.model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
             "epoch": epoch + 1,
             "train/loss": train["loss"],
@@ -168,6 +171,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "val/uar": val["uar"],
             "val/macro_f1": val["macro_f1"],
             "params": params,
+            "latency_ms": latency,
             "epoch_s": time.perf_counter() - t0,
         }
         with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
@@ -25,6 +25,9 @@ class SweepSettings:
     # Fault injection for tests and drills: while this file exists, every trial fails at its next
     # epoch boundary (DESIGN: marker-file fault injection, then resume with resume_errored).
     fault_marker: str | None = None
+    # More objectives after the space's own, e.g. (("latency_ms", "min"),): Optuna then searches
+    # for the Pareto front; ASHA and checkpoint ranking keep using the first objective.
+    extra_objectives: tuple[tuple[str, str], ...] = ()
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
@@ -137,8 +140,11 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
         sampler = TPESampler(seed=seed, n_startup_trials=startup)
     # define-by-run spaces need metric/mode on the searcher itself (Tune cannot set them later),
     # so the scheduler gets them too and TuneConfig none.
-    searcher = OptunaSearch(space=space.define_by_run(extra_fixed), metric=space.metric, mode=space.mode,
-                            sampler=sampler)
+    metrics = [space.metric] + [m for m, _ in settings.extra_objectives]
+    modes = [space.mode] + [m for _, m in settings.extra_objectives]
+    searcher = OptunaSearch(space=space.define_by_run(extra_fixed), sampler=sampler,
+                            metric=metrics if len(metrics) > 1 else metrics[0],
+                            mode=modes if len(modes) > 1 else modes[0])
     if space.scheduler["name"] == "asha":
         scheduler = ASHAScheduler(
             time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=settings.max_epochs,
@@ -268,9 +274,23 @@ class SweepOutcome:
     epochs: int
     trial_seconds: float
     errors: list[str]
+    pareto: list[dict] = field(default_factory=list)
 
 
-def summarize(result_grid, metric: str, mode: str, keep_dir: Path) -> SweepOutcome:
+def pareto_front(points: list[dict], objectives: list[tuple[str, str]]) -> list[dict]:
+    """The points no other point beats on every objective (and strictly on one)."""
+    def better_or_equal(a, b, metric, mode):
+        return a[metric] >= b[metric] if mode == "max" else a[metric] <= b[metric]
+
+    def dominates(a, b):
+        return (all(better_or_equal(a, b, m, d) for m, d in objectives)
+                and any(a[m] != b[m] for m, _ in objectives))
+
+    return [p for p in points if not any(dominates(q, p) for q in points if q is not p)]
+
+
+def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
+              extra_objectives: tuple[tuple[str, str], ...] = ()) -> SweepOutcome:
     """Pick the best trial by its best validation score, copy its best checkpoint to
     ``keep_dir`` (storage may be remote), and count the budget spent."""
     results = list(result_grid)
@@ -286,6 +306,16 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path) -> SweepOutco
     epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
     seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
     errors = [_error_line(e) for e in result_grid.errors]
+    pareto = []
+    if extra_objectives:
+        points = []
+        for r in scored:
+            f = r.metrics_dataframe
+            at = f.loc[f[metric].idxmax() if mode == "max" else f[metric].idxmin()]
+            if all(m in at.index for m, _ in extra_objectives):
+                points.append({"trial_id": r.metrics.get("trial_id"), "model": r.config.get("model.name"),
+                               metric: float(at[metric]), **{m: float(at[m]) for m, _ in extra_objectives}})
+        pareto = pareto_front(points, [(metric, mode), *extra_objectives])
     return SweepOutcome(
         best_config=dict(best.config),
         best_checkpoint=checkpoint.to_directory(str(keep_dir)),
@@ -295,4 +325,5 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path) -> SweepOutco
         epochs=epochs,
         trial_seconds=seconds,
         errors=errors,
+        pareto=pareto,
     )
