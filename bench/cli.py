@@ -264,7 +264,7 @@ def _predict(args) -> int:
     result = predict(predictor, files, sink_for)
     print(json.dumps(result, indent=2) if args.json else format_csv(result) if args.csv else format_text(result))
     failed = [i for i in result["inputs"] if i.get("error")]
-    for item in failed:
+    for item in failed if args.json or args.csv else []:  # the text output already says so
         print(f"fer-bench: skipped {item['path']}: {item['error']}", file=sys.stderr)
     return 1 if failed else 0
 

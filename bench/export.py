@@ -1,0 +1,133 @@
+"""``fer-bench export --onnx``: a checkpoint as an ONNX file with a dynamic batch axis, checked
+against PyTorch with onnxruntime on the model's own example inputs.
+
+Exporter: torch's TorchScript-based one (``torch.onnx.export(..., dynamo=False)``). Since torch
+2.9 the default is the torch.export-based exporter, which needs the ``onnxscript`` package; the
+TorchScript one works with ``onnx`` and ``onnxruntime`` alone, offline, and handles every model
+in the zoo that ONNX can express (LSTM/GRU included).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import UserError
+
+PARITY_TOLERANCE = 1e-4  # max |onnxruntime - PyTorch| on CPU; float32 rounding sits far below
+OPSET = 17
+
+
+class ParityError(Exception):
+    """The exported file computes something else than the checkpoint (message gives the number)."""
+
+
+class LogitsAndFeatures(nn.Module):
+    """The model's dict output as a tuple ONNX can name; dict inputs become named positional inputs
+    (in ``input_names`` order), since an ONNX graph takes a flat list of tensors."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], nested: bool):
+        super().__init__()
+        self.model, self.input_names, self.nested = model, input_names, nested
+
+    def forward(self, *tensors):
+        x = unflatten(dict(zip(self.input_names, tensors))) if self.nested else tensors[0]
+        out = self.model(x)
+        return out["logits"], out["features"]
+
+
+def flatten(inputs, prefix: str = "") -> dict[str, torch.Tensor]:
+    """``{"visual": t, "voice": {"a": u}}`` -> ``{"visual": t, "voice.a": u}``; a tensor -> ``{"input": t}``."""
+    if isinstance(inputs, torch.Tensor):
+        return {prefix or "input": inputs}
+    flat = {}
+    for key, value in inputs.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def unflatten(flat: dict[str, torch.Tensor]) -> dict:
+    nested: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    model: str
+    input_names: list[str]
+    max_abs_diff: float  # logits, over the parity batches
+    features_max_abs_diff: float
+    batch_sizes: list[int]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff < PARITY_TOLERANCE and self.features_max_abs_diff < PARITY_TOLERANCE
+
+
+def why_not_exportable(model: nn.Module, cfg) -> str | None:
+    """A sentence saying why this model cannot become an ONNX file, or None."""
+    if cfg.model.kwargs.get("head") == "svm":
+        return (f"{cfg.model.name} with model.head=svm cannot be exported: its SVM is a scikit-learn model fitted "
+                f"after training, not part of the network or the checkpoint")
+    return None
+
+
+def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPSET,
+                batch_sizes: tuple[int, ...] = (2, 3), seed: int = 0) -> ExportReport:
+    """Write ``out`` and compare it with PyTorch on example inputs at each of ``batch_sizes``
+    (a size the export did not trace proves the batch axis is really dynamic)."""
+    import onnxruntime as ort
+
+    from fer_models import example_inputs
+
+    from .evaluation import load_trained_model
+
+    start = time.perf_counter()
+    model, cfg, _ = load_trained_model(checkpoint_dir)
+    reason = why_not_exportable(model, cfg)
+    if reason:
+        raise UserError(reason)
+    model = model.cpu().eval()
+    generator = torch.Generator().manual_seed(seed)
+    sample = example_inputs(model, batch_size=batch_sizes[0], generator=generator)
+    nested = not isinstance(sample, torch.Tensor)
+    flat = flatten(sample)
+    names = list(flat)
+    wrapper = LogitsAndFeatures(model, names, nested).eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    axes = {n: {0: "batch"} for n in [*names, "logits", "features"]}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer chatter
+            torch.onnx.export(wrapper, tuple(flat.values()), str(out), input_names=names,
+                              output_names=["logits", "features"], dynamic_axes=axes, opset_version=opset,
+                              dynamo=False, do_constant_folding=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{cfg.model.name} cannot be exported to ONNX: {first}") from None
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits_diff = features_diff = 0.0
+    for batch in batch_sizes:
+        x = flatten(example_inputs(model, batch_size=batch, generator=generator))
+        with torch.no_grad():
+            ref = model(unflatten(x) if nested else x["input"])
+        got_logits, got_features = session.run(["logits", "features"], {k: v.numpy() for k, v in x.items()})
+        logits_diff = max(logits_diff, float(np.abs(got_logits - ref["logits"].numpy()).max()))
+        features_diff = max(features_diff, float(np.abs(got_features - ref["features"].numpy()).max()))
+    return ExportReport(out, cfg.model.name, names, logits_diff, features_diff, list(batch_sizes),
+                        time.perf_counter() - start)

@@ -1,0 +1,50 @@
+"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<modality>`` (the recorded leader).
+
+Shared by ``fer-bench predict`` and ``fer-bench export``, so both accept the same references and
+fail with the same sentences.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT_FILE
+from .errors import UserError
+from .results import load_records
+
+BEST_PREFIX = "best:"
+
+
+def leader_record(records: list[dict], dataset: str, modality: str) -> dict | None:
+    """The record with the best test UAR among those selected on validation for dataset/modality
+    that kept a checkpoint (benchmark records without one cannot be loaded, so cannot lead here)."""
+    candidates = [r for r in records
+                  if r.get("dataset") == dataset and r.get("modality") == modality
+                  and r.get("selection") == "val" and r.get("checkpoint")
+                  and isinstance(r.get("test"), dict) and r["test"].get("uar") is not None]
+    return max(candidates, key=lambda r: r["test"]["uar"]) if candidates else None
+
+
+def resolve_model_ref(ref: str, results_dir: Path) -> Path:
+    """The checkpoint folder ``ref`` names; a UserError (one sentence) when it names none."""
+    if ref.startswith(BEST_PREFIX):
+        dataset, sep, modality = ref[len(BEST_PREFIX):].partition("/")
+        if not sep or not dataset or not modality:
+            raise UserError(f"model reference {ref!r} must look like best:<dataset>/<modality>, e.g. best:raf/face")
+        record = leader_record(load_records(results_dir), dataset, modality)
+        if record is None:
+            raise UserError(f"no leader recorded for {dataset}/{modality} in {results_dir}; run "
+                            f"`fer-bench search {modality} --dataset {dataset}` first")
+        folder = Path(record["checkpoint"])
+        if not (folder / CHECKPOINT_FILE).is_file():
+            raise UserError(f"the leader for {dataset}/{modality} (run {record.get('run')!r}) points at "
+                            f"{str(folder)!r}, which holds no {CHECKPOINT_FILE}; was results/models/ moved?")
+        return folder
+    path = Path(ref).expanduser()
+    if path.is_file() and path.name == CHECKPOINT_FILE:
+        path = path.parent
+    if not path.exists():
+        raise UserError(f"model reference {ref!r} is neither a checkpoint folder nor best:<dataset>/<modality>")
+    if not (path / CHECKPOINT_FILE).is_file():
+        raise UserError(f"{str(path)!r} holds no {CHECKPOINT_FILE}; pass a folder under results/models/ "
+                        f"or best:<dataset>/<modality>")
+    return path
