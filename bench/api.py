@@ -49,6 +49,11 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     extra_objectives = parse_objectives(objective, space)
     cache = paths.cache_dir(cache_dir)
     results = paths.results_dir(results_dir)
+    fusion_fixed = {}
+    if modality == "fusion":  # before any data work: a missing encoder is a one-line error
+        fusion_fixed = fusion_checkpoints(adapter, load_records(results))
+        # the encoders come from the checkpoints: sampling their names would only add noise
+        space = space.without(["model.visual", "model.voice"])
     root = paths.data_root(data_root)
     # Index and split once on the driver: generation/caching happens here, not in N racing trials,
     # and a leaky or malformed dataset stops the sweep before any trial starts.
@@ -79,6 +84,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         raise UserError(f"a sweep named {run_name!r} already exists under {settings.storage!r}; "
                         f"add --resume to continue it, or choose another --name")
     extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": settings.seed}
+    extra_fixed.update(fusion_fixed)
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     start = time.time()
@@ -124,6 +130,26 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
 
 OBJECTIVE_MODES = {"val/uar": "max", "val/accuracy": "max", "val/macro_f1": "max", "val/loss": "min",
                    "latency_ms": "min", "params": "min"}
+
+
+def fusion_checkpoints(adapter, records: list[dict]) -> dict:
+    """The best visual and voice checkpoints recorded for an audio-visual dataset's sources,
+    each chosen by its validation score (never test)."""
+    found = {}
+    for role, key in (("visual", "model.visual_checkpoint"), ("voice", "model.voice_checkpoint")):
+        source = adapter.fusion_sources.get(role)
+        modalities = ("face", "video") if role == "visual" else ("voice",)
+        candidates = [r for r in records if r.get("kind", "search") == "search" and r.get("dataset") == source
+                      and r.get("modality") in modalities and Path(r.get("checkpoint", "")).is_dir()]
+        if not candidates:
+            what = source or f"a {role} dataset paired with {adapter.name!r} (none is registered)"
+            hint = (f"; produce it with `fer-bench search {'video' if role == 'visual' else 'voice'} "
+                    f"--dataset {source}`" if source else "")
+            raise UserError(f"`search fusion --dataset {adapter.name}` needs the best {role} model of {what}, "
+                            f"and none is recorded{hint}")
+        best = max(candidates, key=lambda r: r["val"].get("uar", 0.0))
+        found[key] = best["checkpoint"]
+    return found
 
 
 def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:

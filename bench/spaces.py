@@ -65,6 +65,15 @@ class SearchSpace:
         """The function for Ray's ``OptunaSearch(space=...)``; see ``DefineByRun``."""
         return DefineByRun(self.params, {**self.fixed, **(extra_fixed or {})})
 
+    def without(self, keys: list[str]) -> SearchSpace:
+        """This space minus some params (and the params whose `when` depends on them); the hash
+        stays that of the file, since the file is what a resume compares."""
+        from dataclasses import replace
+
+        drop = set(keys)
+        kept = [p for p in self.params if p.key not in drop and not (set(p.when) & drop)]
+        return replace(self, params=tuple(kept))
+
     def model_names(self) -> list[str]:
         names = [v for p in self.params if p.key == "model.name" for v in p.values]
         if "model.name" in self.fixed:

@@ -68,6 +68,9 @@ class DatasetAdapter:
     num_folds: int = 1
     protocol: str = ""
     expected_layout: str = ""  # shown when a data root does not look like this dataset
+    # Audio-visual datasets: the single-modality datasets whose winners `search fusion` combines,
+    # e.g. {"visual": "ravdess-video", "voice": "ravdess"}; their folds must match this one's.
+    fusion_sources: dict = {}
 
     def index(self, root: Path | None, cache_dir: Path) -> IndexResult:
         raise NotImplementedError

@@ -54,6 +54,7 @@ class CremaD(MediaAdapter):
 
 class CremaDAV(CremaD):
     name = "cremad-av"
+    fusion_sources = {"voice": "cremad"}
     modality = "av"
     extensions = (".flv", ".wav")
 

@@ -95,6 +95,7 @@ class RavdessVideo(Ravdess):
 
 class RavdessAV(Ravdess):
     name = "ravdess-av"
+    fusion_sources = {"visual": "ravdess-video", "voice": "ravdess"}
     modality = "av"
     extensions = (".mp4",)
     modalities = ("01",)

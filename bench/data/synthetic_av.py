@@ -12,6 +12,7 @@ from .synthetic_voice import manifest_samples, voice_folder
 
 class SyntheticAV(MediaAdapter):
     name = "synthetic-av"
+    fusion_sources = {"visual": "synthetic-video", "voice": "synthetic-voice"}
     modality = "av"
     class_names = BASIC7
     num_folds = 5

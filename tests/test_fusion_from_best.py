@@ -1,0 +1,32 @@
+"""`search fusion` builds on the best visual and voice models recorded for the dataset's sources."""
+import json
+
+import pytest
+
+from bench.cli import main
+
+
+def test_missing_encoder_names_it_and_the_command(tmp_path, capsys):
+    code = main(["search", "fusion", "--dataset", "synthetic-av", "--results-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "needs the best visual model of synthetic-video" in err
+    assert "`fer-bench search video --dataset synthetic-video`" in err
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_fusion_sweep_uses_the_recorded_winners(tmp_path, cache_dir):
+    common = ["--samples", "1", "--max-epochs", "1", "--cache-dir", str(cache_dir),
+              "--results-dir", str(tmp_path), "--quiet"]
+    assert main(["search", "voice", "--dataset", "synthetic-voice", *common]) == 0
+    code = main(["search", "fusion", "--dataset", "synthetic-av", *common])
+    assert code == 2  # the visual winner is still missing
+    assert main(["search", "video", "--dataset", "synthetic-video", *common]) == 0
+    assert main(["search", "fusion", "--dataset", "synthetic-av", *common]) == 0
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    voice, video, fusion = records
+    assert fusion["modality"] == "fusion" and fusion["model"] == "av_fusion"
+    assert fusion["config"]["model.visual_checkpoint"] == video["checkpoint"]
+    assert fusion["config"]["model.voice_checkpoint"] == voice["checkpoint"]
+    assert "model.visual" not in fusion["searched"] and "model.voice" not in fusion["searched"]
