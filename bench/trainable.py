@@ -83,8 +83,10 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
                               num_workers=cfg.train.num_workers, pin_memory=pin, generator=generator,
                               persistent_workers=cfg.train.num_workers > 0)
+    # its own generator: every DataLoader iterator otherwise draws a seed from the global RNG, and
+    # evaluation would shift the dropout stream of the epochs after it (breaking exact resume)
     val_loader = DataLoader(val_set, batch_size=max(cfg.train.batch_size, 128), shuffle=False,
-                            num_workers=0, pin_memory=pin)
+                            num_workers=0, pin_memory=pin, generator=torch.Generator().manual_seed(0))
     weights = class_weights_from_labels(train_set.labels, train_set.num_classes).to(device) \
         if cfg.task.class_weights else None
     task = create_task(cfg.task.name, class_weights=weights, label_smoothing=cfg.train.label_smoothing)
