@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", help="list dataset adapters")
     _add_data_summary_and_prepare(dsub)
     _add_predict_and_export(sub)
+    p = sub.add_parser("perf", help="measured speed ratios (trainer, Ray, ASHA, cache, loader, video, GPU)")
+    p.add_argument("name", choices=["trainer", "ray", "asha", "cache", "loader", "video", "gpu", "all"])
+    p.add_argument("--size", choices=["tiny", "full"], default="full", help="tiny: seconds, to check it runs")
+    p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the ratios, machine, detail)")
     return parser
 
 
@@ -288,12 +293,21 @@ def _export(args) -> int:
     return 0
 
 
+def _perf(args) -> int:
+    from .perf.runner import format_text, run
+
+    result = run(args.name, args.size, args.cache_dir)
+    print(json.dumps(result, indent=2, default=str) if args.json else format_text(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import UserError
 
     args = build_parser().parse_args(argv)
     handlers = {"search": _search, "benchmark": _benchmark, "leaderboard": _leaderboard, "report": _report}
     handlers.update(predict=_predict, export=_export)
+    handlers["perf"] = _perf
     try:
         if args.command == "models":
             return _models_list(args)
