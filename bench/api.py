@@ -30,7 +30,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            storage: str | None = None, name: str | None = None, address: str | None = None,
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
-           objective: str | None = None) -> SearchResult:
+           objective: str | None = None, workers_per_trial: int = 1) -> SearchResult:
     """Run a sweep (or, with ``resume``, continue the one named ``name``), pick the best trial on
     validation, test it once and record the result."""
     from . import tune_backend
@@ -67,6 +67,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
         fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), extra_objectives=extra_objectives,
+        workers_per_trial=workers_per_trial, metric=space.metric, mode=space.mode,
     )
     run_path = f"{settings.storage.rstrip('/')}/{run_name}"
     meta = tune_backend.read_sweep_meta(run_path)
@@ -88,7 +89,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     start = time.time()
-    tune_backend.connect(address)
+    tune_backend.connect(address, dashboard=workers_per_trial > 1)
     if resume:
         tuner = tune_backend.restore_tuner(run_path, settings, cache_dir=cache, data_root=root)
     else:
@@ -113,7 +114,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         "val": outcome.best_val,
         "budget": {
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
-            "device_seconds": outcome.trial_seconds * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
+            "device_seconds": outcome.trial_seconds * workers_per_trial
+            * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
             "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": wall,
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
         },

@@ -43,6 +43,8 @@ def _add_search(sub) -> None:
     p.add_argument("--cache-dir", help="preprocessing cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--results-dir", help="results store (else $FER_BENCH_RESULTS or ./results)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress table")
+    p.add_argument("--workers-per-trial", type=_positive_int, default=1,
+                   help="run each trial as DistributedDataParallel over N Ray Train workers")
     p.add_argument("--objective", help="several objectives, e.g. val/uar,latency_ms (records the Pareto front)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep --name under --storage after a crash or a lost node")
@@ -197,6 +199,7 @@ def _search(args) -> int:
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
+        workers_per_trial=args.workers_per_trial,
     )
     r = result.record
     print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "

@@ -127,11 +127,12 @@ def create_scheduler(cfg: TrialConfig, optimizer, total_steps: int, steps_per_ep
 
 
 def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root: str | None = None,
-              resume_state: dict | None = None) -> None:
+              resume_state: dict | None = None, prepare: Callable[[TrialParts], TrialParts] | None = None) -> None:
     """Train for ``train.max_epochs`` epochs, calling ``report(metrics, checkpoint_dir)`` after each.
 
     ``resume_state`` (a loaded checkpoint) continues from the epoch after the saved one, with the
-    optimizer, LR schedule and RNG as they were.
+    optimizer, LR schedule and RNG as they were. ``prepare`` may wrap the parts after that, e.g. in
+    DistributedDataParallel and a distributed sampler (``tune_backend``'s multi-worker trials).
     """
     cfg = TrialConfig.from_flat(config)
     seed_everything(cfg.train.seed)
@@ -147,12 +148,19 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         torch.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"] + 1
     params = count_params(parts.model)
+    if prepare is not None:
+        parts = prepare(parts)
+    bare_model = getattr(parts.model, "module", parts.model)  # what checkpoints hold: never DDP's wrapper
     latency = None  # measured once: it does not change with training
     for epoch in range(start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
         # Shuffling and augmentation are seeded per epoch, so a resumed trial replays exactly
         # the batches the uninterrupted one would have seen.
-        parts.train_loader.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
+        if parts.train_loader.generator is not None:
+            parts.train_loader.generator.manual_seed(cfg.train.seed * 100_003 + epoch)
+        sampler = getattr(parts.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # a DistributedSampler shuffles by epoch
+            sampler.set_epoch(epoch)
         reseed = getattr(parts.train_loader.dataset, "reseed", None)
         if reseed is not None:
             reseed(cfg.train.seed * 100_003 + epoch)
@@ -163,7 +171,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
                        channels_last=cfg.train.channels_last)
         if latency is None:
-            latency = latency_ms(parts.model, next(iter(parts.val_loader))[0], device=parts.device)
+            latency = latency_ms(bare_model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
             "epoch": epoch + 1,
             "train/loss": train["loss"],
@@ -177,7 +185,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "epoch_s": time.perf_counter() - t0,
         }
         with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
-            save_checkpoint(tmp, model=parts.model, optimizer=parts.optimizer, scheduler=parts.scheduler,
+            save_checkpoint(tmp, model=bare_model, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, epoch=epoch, config=config,
                             extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}})
             report(metrics, Path(tmp))

@@ -28,10 +28,18 @@ class SweepSettings:
     # More objectives after the space's own, e.g. (("latency_ms", "min"),): Optuna then searches
     # for the Pareto front; ASHA and checkpoint ranking keep using the first objective.
     extra_objectives: tuple[tuple[str, str], ...] = ()
+    # >1: each trial is a Ray Train TorchTrainer run (DistributedDataParallel) over this many
+    # workers, each with cpus_per_trial CPUs and gpus_per_trial GPUs.
+    workers_per_trial: int = 1
+    metric: str = "val/uar"
+    mode: str = "max"
 
 
-def connect(address: str | None, num_cpus: int | None = None) -> None:
-    """Start a local Ray instance, or join the cluster at ``address`` (HOST:PORT)."""
+def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Start a local Ray instance, or join the cluster at ``address`` (HOST:PORT).
+
+    ``dashboard`` starts Ray's dashboard (bound to 127.0.0.1): Ray Train needs its state API to
+    release the workers of a multi-worker trial that ASHA stopped."""
     import ray
 
     if ray.is_initialized():
@@ -42,7 +50,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # One checkpoint per epoch is the design (resume loses at most an epoch); Tune warns about it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    kwargs = dict(include_dashboard=False, configure_logging=True, logging_level="WARNING")
+    kwargs = dict(include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
+                  logging_level="WARNING")
     if address:
         _check_reachable(address)
         try:
@@ -53,7 +62,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
                     if "auth" in msg.lower() or "token" in msg.lower() else "")
             raise UserError(f"cannot join the Ray cluster at {address!r}: {msg}.{hint}") from None
     else:
-        ray.init(num_cpus=num_cpus, **kwargs)
+        # "local": always a fresh instance; a bare ray.init() would attach to any Ray already
+        # running on this machine (another user's sweep) and share its CPUs
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
 def _check_reachable(address: str) -> None:
@@ -103,10 +114,79 @@ def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: i
 def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str | None):
     from ray import tune
 
-    trainable = tune.with_parameters(fer_trial, cache_dir=str(cache_dir), data_root=data_root,
-                                     threads=max(1, int(settings.cpus_per_trial)),
-                                     fault_marker=settings.fault_marker)
+    common = dict(cache_dir=str(cache_dir), data_root=data_root, threads=max(1, int(settings.cpus_per_trial)),
+                  fault_marker=settings.fault_marker)
+    if settings.workers_per_trial > 1:
+        # the trial itself only coordinates; its TorchTrainer asks for the workers' resources
+        trainable = tune.with_parameters(fer_ddp_trial, settings=settings, **common)
+        return tune.with_resources(trainable, {"cpu": 0, "memory": 1})  # a bundle may not be empty
+    trainable = tune.with_parameters(fer_trial, **common)
     return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data_root: str | None, threads: int,
+                  fault_marker: str | None = None) -> None:
+    """One trial as a Ray Train run: DistributedDataParallel over ``settings.workers_per_trial``
+    workers; rank 0's per-epoch reports reach Tune through ``TuneReportCallback``. A restored trial
+    re-creates the same-named Train run, which resumes from its latest checkpoint."""
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    context = tune.get_context()
+    trainer = TorchTrainer(
+        _ddp_worker_loop,
+        train_loop_config={"config": config, "cache_dir": cache_dir, "data_root": data_root, "threads": threads,
+                           "fault_marker": fault_marker},
+        scaling_config=train.ScalingConfig(
+            num_workers=settings.workers_per_trial, use_gpu=settings.gpus_per_trial > 0,
+            resources_per_worker={"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}),
+        run_config=train.RunConfig(
+            name=f"{context.get_trial_name()}-ddp", storage_path=settings.storage,
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=settings.metric,
+                                                     checkpoint_score_order=settings.mode),
+            failure_config=train.FailureConfig(max_failures=settings.max_failures),
+        ),
+    )
+    trainer.fit()
+
+
+def _ddp_worker_loop(loop_config: dict) -> None:
+    import ray
+    import torch
+    from ray import train
+    from ray.train.torch import prepare_data_loader, prepare_model
+
+    from .checkpoint import load_checkpoint
+    from .trainable import run_trial
+
+    torch.set_num_threads(max(1, loop_config["threads"]))
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    context = train.get_context()
+    state = None
+    checkpoint = train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory)
+
+    def prepare(parts):
+        parts.model = prepare_model(parts.model)
+        parts.train_loader = prepare_data_loader(parts.train_loader)
+        return parts
+
+    marker = loop_config["fault_marker"]
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict, checkpoint_dir: Path) -> None:
+        if marker and Path(marker).exists():
+            raise RuntimeError(f"fault injected: marker file {marker} exists")
+        metrics = {**metrics, "node_id": node_id, "world_size": context.get_world_size()}
+        rank0 = context.get_world_rank() == 0
+        train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(checkpoint_dir)) if rank0 else None)
+
+    run_trial(loop_config["config"], cache_dir=loop_config["cache_dir"], data_root=loop_config["data_root"],
+              report=report, resume_state=state, prepare=prepare)
 
 
 def _reporter(space: SearchSpace):
@@ -121,6 +201,24 @@ def _reporter(space: SearchSpace):
         max_report_frequency=30, max_progress_rows=30, sort_by_metric=True,
         metric=space.metric, mode=space.mode,
     )
+
+
+def _ddp_concurrency(settings: SweepSettings) -> int | None:
+    """Multi-worker trials ask for their workers after they start: cap how many run at once so
+    that every started trial can get its workers (else they all wait for each other)."""
+    if settings.workers_per_trial <= 1:
+        return None
+    import ray
+
+    total = ray.cluster_resources()
+    fits = total.get("CPU", 1) // max(settings.workers_per_trial * settings.cpus_per_trial, 1e-9)
+    if settings.gpus_per_trial:
+        fits = min(fits, total.get("GPU", 0) // (settings.workers_per_trial * settings.gpus_per_trial))
+    if fits < 1:
+        raise UserError(f"--workers-per-trial {settings.workers_per_trial} needs "
+                        f"{settings.workers_per_trial * settings.cpus_per_trial:g} CPUs per trial; the cluster has "
+                        f"{total.get('CPU', 0):g}")
+    return int(fits)
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
@@ -153,7 +251,8 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
         )
     else:
         scheduler = FIFOScheduler()
-    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples)
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples,
+                                  max_concurrent_trials=_ddp_concurrency(settings))
     run_config = tune.RunConfig(
         name=settings.name,
         storage_path=settings.storage,
@@ -300,9 +399,16 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         raise UserError("every trial failed before reporting a validation score"
                         + (f"; first error: {reasons[0]}" if reasons else ""))
     best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
-    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
     frame = best.metrics_dataframe
     row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
+    try:
+        checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    except RuntimeError:  # multi-worker trials keep no Tune checkpoint (Ray raises instead of None)
+        checkpoint = None
+    if checkpoint is None and "checkpoint_path" in row.index:  # multi-worker trials: Train's checkpoint
+        from ray import tune
+
+        checkpoint = tune.Checkpoint(str(row["checkpoint_path"]))
     epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
     seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
     errors = [_error_line(e) for e in result_grid.errors]
