@@ -29,11 +29,11 @@ def images_to_tensor(images: np.ndarray, spec: InputSpec, image_size: int | None
     return ((x - mean) / std).contiguous()
 
 
-class TensorFaceDataset(Dataset):
-    """In-memory face tensors; training mode adds a horizontal flip and a small random shift."""
+class LabelledTensors(Dataset):
+    """What every in-memory dataset shares: labels, class names, subjects (for leakage probes) and
+    an augmentation generator reseeded per epoch (exact resume)."""
 
-    def __init__(self, inputs: torch.Tensor, labels: np.ndarray, class_names, subjects, augment: bool,
-                 seed: int = 0):
+    def __init__(self, inputs, labels, class_names, subjects, augment: bool, seed: int = 0):
         self.inputs = inputs
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.class_names = tuple(class_names)
@@ -50,6 +50,14 @@ class TensorFaceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+class TensorFaceDataset(LabelledTensors):
+    """In-memory face tensors; training mode adds a horizontal flip and a small random shift."""
+
+    def __init__(self, inputs: torch.Tensor, labels: np.ndarray, class_names, subjects, augment: bool,
+                 seed: int = 0):
+        super().__init__(inputs, labels, class_names, subjects, augment, seed)
 
     def __getitem__(self, i: int):
         x = self.inputs[i]
@@ -167,30 +175,15 @@ def _flip_video(x, key: str | None = None):
     return x
 
 
-class TensorMediaDataset(Dataset):
+class TensorMediaDataset(LabelledTensors):
     """In-memory voice/video/AV tensors (a tensor, or a TensorBatch of streams). Training mode
     mirrors video frames (and motion x-components) half of the time; voice is not augmented."""
 
     def __init__(self, inputs, labels, class_names, subjects, augment: bool = False, seed: int = 0,
                  flip_keys: tuple[str, ...] = ()):
-        self.inputs = inputs
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.class_names = tuple(class_names)
-        self.subjects = list(subjects)
-        self.augment = augment
+        super().__init__(inputs, labels, class_names, subjects, augment, seed)
         self.flip_keys = flip_keys  # which top-level entries are video (None key = the tensor itself)
         self.skipped: list = []
-        self._generator = torch.Generator().manual_seed(seed)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def reseed(self, seed: int) -> None:
-        self._generator.manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
     def __getitem__(self, i: int):
         x = self.inputs[i]
