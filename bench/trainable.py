@@ -21,7 +21,7 @@ import fer_models
 
 from .checkpoint import save_checkpoint
 from .data import create_dataset
-from .engine import evaluate, latency_ms, train_one_epoch
+from .engine import evaluate, latency_ms, predict, train_one_epoch
 from .spec import TrialConfig
 from .tasks import class_weights_from_labels, create_task
 
@@ -126,6 +126,21 @@ def create_scheduler(cfg: TrialConfig, optimizer, total_steps: int, steps_per_ep
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def identity_leakage_probe(model, loader, device) -> float:
+    """Accuracy of a linear probe naming the subject from the model's features on the validation
+    split (lower is better: less identity in the expression code). Validation subjects are unseen
+    in training, so the probe is fit on half of each validation subject's samples and scored on
+    the other half."""
+    from fer_models.mic import identity_leakage, split_within_subjects
+
+    _, _, features = predict(model, loader, device=device)
+    subjects = np.asarray(loader.dataset.subjects)
+    fit, score = split_within_subjects(subjects)
+    if not len(score):
+        return float("nan")
+    return identity_leakage(features[fit], subjects[fit], features[score], subjects[score])
+
+
 def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root: str | None = None,
               resume_state: dict | None = None, prepare: Callable[[TrialParts], TrialParts] | None = None) -> None:
     """Train for ``train.max_epochs`` epochs, calling ``report(metrics, checkpoint_dir)`` after each.
@@ -170,6 +185,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
                                 scheduler=parts.scheduler)
         val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
                        channels_last=cfg.train.channels_last)
+        if getattr(bare_model, "identity_aware", False):
+            val["identity_leakage"] = identity_leakage_probe(bare_model, parts.val_loader, parts.device)
         if latency is None:
             latency = latency_ms(bare_model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
@@ -180,6 +197,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "val/accuracy": val["accuracy"],
             "val/uar": val["uar"],
             "val/macro_f1": val["macro_f1"],
+            **({"val/identity_leakage": val["identity_leakage"]} if "identity_leakage" in val else {}),
             "params": params,
             "latency_ms": latency,
             "epoch_s": time.perf_counter() - t0,

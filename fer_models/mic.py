@@ -113,6 +113,9 @@ class ApexDecoder(nn.Module):
 
 
 class MIC(FerModel):
+    # features() is the expression code z_E: bench probes it for identity leakage every epoch
+    identity_aware = True
+
     def __init__(self, num_classes: int, alpha: float = 0.1, beta: float = 1.0, input_frames: str = "residual",
                  code_dim: int = 64, hidden: int = 128, cnn_width: int = 32, mine_hidden: int = 128,
                  mine_ema: float | None = 0.01, identity_weights: str | None = None,

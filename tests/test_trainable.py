@@ -65,3 +65,12 @@ def test_evaluate_reports_metrics_consistent_with_predictions():
 def test_class_weights_are_inverse_frequency():
     w = class_weights_from_labels(torch.tensor([0, 0, 0, 1]), 3)
     assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 0.0])
+
+
+def test_mic_trials_report_identity_leakage_of_the_expression_code(cache_dir):
+    reports = []
+    config = {"model.name": "mic", "data.dataset": "synthetic-video", "data.image_size": 32,
+              "train.batch_size": 16, "train.max_epochs": 1}
+    run_trial(config, cache_dir=cache_dir, report=lambda m, d: reports.append(m))
+    leakage = reports[0]["val/identity_leakage"]
+    assert 0.0 <= leakage <= 1.0  # probe accuracy naming validation subjects from z_E
