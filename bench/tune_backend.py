@@ -43,7 +43,10 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     import ray
 
     if ray.is_initialized():
-        return
+        if not dashboard or _has_dashboard():
+            return
+        # an earlier sweep in this process started Ray without the dashboard DDP trials need
+        ray.shutdown()
     # Quiet Ray's own chatter; the sweep's progress table is printed by Tune's reporter.
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # The classic reporter: a table with our columns (the newer one ignores progress_reporter).
@@ -65,6 +68,15 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         # "local": always a fresh instance; a bare ray.init() would attach to any Ray already
         # running on this machine (another user's sweep) and share its CPUs
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def _has_dashboard() -> bool:
+    try:
+        from ray._private.worker import get_dashboard_url  # no public accessor exists
+
+        return bool(get_dashboard_url())
+    except Exception:
+        return False
 
 
 def _check_reachable(address: str) -> None:
