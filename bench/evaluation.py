@@ -1,7 +1,6 @@
 """Turn a saved checkpoint back into a model and measure it once on a held-out split."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -9,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint
 from .data import create_dataset, get_adapter
-from .engine import evaluate
+from .engine import evaluate, latency_ms
 from .spec import TrialConfig
 from .tasks import create_task
 from .trainable import build_model, count_params, pick_device
@@ -21,21 +20,6 @@ def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, Tri
     model = build_model(cfg, len(get_adapter(cfg.data.dataset).class_names))
     model.load_state_dict(state["model"])
     return model.eval(), cfg, state
-
-
-def inference_ms_per_sample(model: torch.nn.Module, example: torch.Tensor, repeats: int = 20) -> float:
-    """Batch-1 latency on the current device, after a warm-up (what a deployed model sees)."""
-    model.eval()
-    x = example[:1]
-    with torch.no_grad():
-        for _ in range(3):
-            model(x)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        if x.is_cuda:
-            torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - start) / repeats
 
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Path,
@@ -50,5 +34,6 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     metrics = evaluate(model, loader, create_task(cfg.task.name), device=device)
     metrics["samples"] = len(dataset)
     metrics["params"] = count_params(model)
-    metrics["inference_ms_per_sample"] = inference_ms_per_sample(model, dataset.inputs.to(device))
+    # the same batch-1 probe trials report as latency_ms; it slices one sample before moving it
+    metrics["inference_ms_per_sample"] = latency_ms(model, dataset.inputs, device=device, repeats=20)
     return metrics
