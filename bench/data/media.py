@@ -6,31 +6,15 @@ reason it does not fit the naming scheme).
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from ..errors import UserError
 from .base import DatasetAdapter, IndexResult, PrepareReport, Sample, Skipped
+from .media_index import walk_files
 from .prep import audio as audio_prep
 from .prep import video as video_prep
 from .prep.media_cache import MediaError, entry_path, file_info, params_tag
-
-
-def walk_media(root: Path, extensions: tuple[str, ...]) -> tuple[list[Path], list[Skipped]]:
-    """Every file under ``root`` with one of ``extensions`` (case-insensitive), sorted; folders
-    that cannot be listed are reported, not fatal."""
-    found, skipped = [], []
-
-    def unreadable(error: OSError) -> None:
-        skipped.append(Skipped(str(error.filename), f"folder cannot be read ({error.strerror})"))
-
-    for folder, dirs, files in os.walk(root, onerror=unreadable, followlinks=True):
-        dirs.sort()
-        for name in files:
-            if name.lower().endswith(extensions) and not name.startswith("._"):
-                found.append(Path(folder) / name)
-    return sorted(found), skipped
 
 
 class MediaAdapter(DatasetAdapter):
@@ -53,7 +37,7 @@ class MediaAdapter(DatasetAdapter):
         root = Path(root).expanduser()
         if not root.is_dir():
             raise self.layout_error(root, f"data root {str(root)!r} is not a folder")
-        files, skipped = walk_media(root, self.extensions)
+        files, skipped = walk_files(root, self.extensions)
         parsed_samples: list[Sample] = []
         misnamed = 0
         for path in files:

@@ -46,7 +46,8 @@ def walk_files(top: Path, suffixes: Iterable[str]) -> tuple[list[Path], list[Ski
         rel = os.path.relpath(exc.filename, top) if exc.filename else str(top)
         skipped.append(Skipped(rel, f"folder unreadable ({exc.strerror or exc})"))
 
-    for folder, dirs, files in os.walk(top, onerror=on_error):
+    # datasets are often symlinked into place, so links are followed
+    for folder, dirs, files in os.walk(top, onerror=on_error, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in wanted:
