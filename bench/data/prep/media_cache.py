@@ -42,21 +42,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# An entry is one flat file: MAGIC, a 4-byte little-endian header length, a JSON header listing
+# [name, dtype, shape, offset, nbytes] per array, then the arrays' raw bytes. Reading it is one
+# read() and a view per array; ``np.load`` of an ``.npz`` parses a zip directory per file, which
+# cost more than computing a short utterance's log-mel (measured: 0.13 vs 0.016 ms per entry).
+ARRAYS_MAGIC = b"FERA"
+ARRAYS_SUFFIX = ".arrays"
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as npz:
-        return {k: npz[k] for k in npz.files}
+def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    header, blobs, offset = [], [], 0
+    for name, value in arrays.items():
+        value = np.asarray(value)  # not ascontiguousarray: it turns a 0-d array into 1-d
+        if value.dtype.hasobject:
+            raise TypeError(f"cache entry {name!r} holds Python objects; only plain arrays can be cached")
+        header.append([name, value.dtype.str, list(value.shape), offset, value.nbytes])
+        blobs.append(value.tobytes(order="C"))
+        offset += value.nbytes
+    head = json.dumps(header).encode()
+    return b"".join([ARRAYS_MAGIC, len(head).to_bytes(4, "little"), head, *blobs])
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an entry written by ``encode_arrays`` (writable, sharing one buffer)."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    if data[:4] != ARRAYS_MAGIC:
+        raise ValueError(f"{path} is not a fer-bench cache entry")
+    size = int.from_bytes(data[4:8], "little")
+    header, base, view = json.loads(bytes(data[8:8 + size])), 8 + size, memoryview(data)
+    return {name: np.frombuffer(view[base + offset:base + offset + nbytes], dtype=np.dtype(dtype)).reshape(shape)
+            for name, dtype, shape, offset, nbytes in header}
 
 
 def file_info(path: Path, cache_dir: Path, probe: Callable[[Path], str | None] | None = None) -> dict:
@@ -82,7 +98,7 @@ def file_info(path: Path, cache_dir: Path, probe: Callable[[Path], str | None] |
     return info
 
 
-def entry_path(cache_dir: Path, tag: str, sha256: str, suffix: str = ".npz") -> Path:
+def entry_path(cache_dir: Path, tag: str, sha256: str, suffix: str = ARRAYS_SUFFIX) -> Path:
     return Path(cache_dir) / "prep" / tag / sha256[:2] / f"{sha256}{suffix}"
 
 
@@ -93,7 +109,10 @@ def cached_entry(cache_dir: Path, tag: str, sha256: str,
     path = entry_path(cache_dir, tag, sha256)
     failed = path.with_suffix(".failed")
     if path.is_file():
-        return load_npz(path)
+        try:
+            return load_arrays(path)
+        except (OSError, ValueError):
+            pass  # a damaged entry (e.g. a disk filled mid-copy) is recomputed below
     if failed.is_file():
         raise MediaError(failed.read_text())
     try:
@@ -101,7 +120,7 @@ def cached_entry(cache_dir: Path, tag: str, sha256: str,
     except MediaError as e:
         atomic_write_bytes(failed, str(e).encode())
         raise
-    atomic_save_npz(path, arrays)
+    atomic_write_bytes(path, encode_arrays(arrays))
     return arrays
 
 
