@@ -12,14 +12,17 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from .common import one_thread_worker_init
+from .common import interleaved, median, one_thread_worker_init
 
 SETTINGS = {
-    "full": {"trials": 4, "concurrency": 2, "config": {"model.name": "fer_cnn", "data.dataset": "synthetic",
-                                                        "data.image_size": 32, "train.max_epochs": 4}},
+    # the demo sweep's trial (fer_cnn on 48x48 synthetic faces), half its 12-epoch budget
+    "full": {"trials": 6, "concurrency": 2, "config": {"model.name": "fer_cnn", "data.dataset": "synthetic",
+                                                        "data.image_size": 48, "train.max_epochs": 6},
+             "repeats": 2},
     "tiny": {"trials": 2, "concurrency": 2, "config": {"model.name": "fer_cnn", "data.dataset": "synthetic",
                                                         "data.image_size": 16, "train.batch_size": 128,
-                                                        "train.max_epochs": 1}},
+                                                        "train.max_epochs": 1},
+             "repeats": 1},
 }
 
 
@@ -78,10 +81,24 @@ def run(size: str, cache_dir: Path) -> dict:
     s = SETTINGS[size]
     configs = fixed_configs(size)
     _direct_trial({**configs[0], "train.max_epochs": 1}, str(cache_dir))  # data generated/cached before timing
-    direct_s, direct_epochs_s = run_direct(configs, cache_dir, s["concurrency"])
-    init_s, ray_s, ray_epochs_s = run_ray(configs, cache_dir, s["concurrency"])
+    rounds: dict[str, list[tuple]] = {"direct": [], "ray": []}
+
+    def direct() -> float:
+        rounds["direct"].append(run_direct(configs, cache_dir, s["concurrency"]))
+        return rounds["direct"][-1][0]
+
+    def through_ray() -> float:
+        rounds["ray"].append(run_ray(configs, cache_dir, s["concurrency"]))
+        return rounds["ray"][-1][1]
+
+    walls = interleaved({"direct": direct, "ray": through_ray}, s["repeats"])
+    direct_s, ray_s = median(walls["direct"]), median(walls["ray"])
     return {"ray_trial_overhead": ray_s / direct_s,
-            "detail": {**s, "direct_s": direct_s, "ray_fit_s": ray_s, "ray_init_s": init_s,
+            "detail": {**s, "direct_s": direct_s, "ray_fit_s": ray_s,
+                       "direct_s_each": walls["direct"], "ray_fit_s_each": walls["ray"],
+                       "ray_init_s": median([r[0] for r in rounds["ray"]]),
                        # inside epochs vs around them: is Ray slowing training, or adding fixed costs?
-                       "direct_epochs_s": direct_epochs_s, "ray_epochs_s": ray_epochs_s,
+                       # (Ray's time_this_iter_s of a trial's first epoch also holds the trial's setup)
+                       "direct_epochs_s": median([r[1] for r in rounds["direct"]]),
+                       "ray_epochs_s": median([r[2] for r in rounds["ray"]]),
                        "timed": "Tuner.fit() only; ray.init (cluster start) excluded, reported as ray_init_s"}}
