@@ -19,13 +19,13 @@ def face_images(cache_dir: Path, count: int) -> np.ndarray:
     return cached_faces(cache_dir)["images"][:count]
 
 
-def _clips(folder: Path, count: int) -> None:
+def _clips(folder: Path, count: int, side: int, length: int) -> None:
     from ..data.synthetic import _identity
     from ..data.synthetic_video import encode_mp4, render_clip
 
     for i in range(count):
         rng = np.random.default_rng([7, i])
-        clip = render_clip(_identity(np.random.default_rng([0, i])), BASIC7[i % 7], 0.9, rng)
+        clip = render_clip(_identity(np.random.default_rng([0, i])), BASIC7[i % 7], 0.9, rng, frames=length, size=side)
         encode_mp4(clip, folder / f"clip{i:03d}.mp4")
 
 
@@ -40,8 +40,11 @@ def _voices(folder: Path, count: int) -> None:
         sf.write(str(folder / f"voice{i:03d}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
 
 
-def video_files(cache_dir: Path, count: int) -> list[Path]:
-    folder = generate_once(perf_cache(cache_dir) / f"clips-{count}", lambda tmp: _clips(tmp, count))
+def video_files(cache_dir: Path, count: int, side: int = 64, length: int = 16) -> list[Path]:
+    """``count`` MPEG-4 clips of ``length`` frames of synthetic faces rendered at ``side`` pixels
+    (generated once)."""
+    name = f"clips-{count}" if (side, length) == (64, 16) else f"clips-{count}-{side}px-{length}f"
+    folder = generate_once(perf_cache(cache_dir) / name, lambda tmp: _clips(tmp, count, side, length))
     return sorted(folder.glob("*.mp4"))
 
 
