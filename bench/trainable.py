@@ -21,7 +21,7 @@ import fer_models
 
 from .checkpoint import save_checkpoint
 from .data import create_dataset
-from .engine import evaluate, latency_ms, predict, train_one_epoch
+from .engine import evaluate, grad_scaler, latency_ms, predict, train_one_epoch
 from .spec import TrialConfig
 from .tasks import class_weights_from_labels, create_task
 
@@ -93,7 +93,7 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     optimizer = create_optimizer(cfg, model)
     steps = cfg.train.max_epochs * max(len(train_loader), 1)
     scheduler = create_scheduler(cfg, optimizer, steps, max(len(train_loader), 1))
-    scaler = torch.amp.GradScaler("cuda") if cfg.train.amp and device.type == "cuda" else None
+    scaler = grad_scaler(device, cfg.train.amp)
     return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device)
 
 

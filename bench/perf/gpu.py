@@ -49,9 +49,10 @@ class _Logits(torch.nn.Module):
 
 
 def engine_rate(name: str, image_size: int, batch_size: int, steps: int, repeats: int, *, amp: bool,
-                channels_last: bool, compile: bool = False, optimizer: str = "adamw") -> float:
-    """Median images/s of ``train_one_epoch`` over ``steps`` batches kept on the GPU."""
-    from ..engine import train_one_epoch
+                channels_last: bool, compile: bool = False, optimizer: str = "adamw", bf16: bool = False) -> float:
+    """Median images/s of ``train_one_epoch`` over ``steps`` batches kept on the GPU (``bf16``:
+    bfloat16 autocast without a loss scaler instead of the engine's float16 + GradScaler)."""
+    from ..engine import grad_scaler, train_one_epoch
     from ..tasks import Classification
 
     torch.manual_seed(0)
@@ -59,7 +60,8 @@ def engine_rate(name: str, image_size: int, batch_size: int, steps: int, repeats
     model = _Logits(torch.compile(net) if compile else net)
     opt = (torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9) if optimizer == "sgd"
            else torch.optim.AdamW(net.parameters(), lr=1e-4))
-    scaler = torch.amp.GradScaler("cuda") if amp else None
+    dtype = torch.bfloat16 if bf16 else None
+    scaler = grad_scaler("cuda", amp, dtype)
     x = torch.randn(batch_size, 3, image_size, image_size, device="cuda")
     y = torch.randint(0, 1000, (batch_size,), device="cuda")
     batches = [(x, y)] * steps
@@ -68,7 +70,8 @@ def engine_rate(name: str, image_size: int, batch_size: int, steps: int, repeats
     def once() -> float:
         torch.cuda.synchronize()
         start = time.perf_counter()
-        train_one_epoch(model, batches, task, opt, device="cuda", scaler=scaler, amp=amp, channels_last=channels_last)
+        train_one_epoch(model, batches, task, opt, device="cuda", scaler=scaler, amp=amp, channels_last=channels_last,
+                        amp_dtype=dtype)
         torch.cuda.synchronize()
         return batch_size * steps / (time.perf_counter() - start)
 
@@ -80,13 +83,13 @@ def _trial_worker(settings: dict, barrier, results) -> None:
     """One of several trials sharing the GPU: warm up, start together, time fixed steps."""
     s = settings
     rate_steps = s["trial_steps"]
-    from ..engine import train_one_epoch
+    from ..engine import grad_scaler, train_one_epoch
     from ..tasks import Classification
 
     torch.set_num_threads(1)
     net = _model(s["model"], True)
     model, opt = _Logits(net), torch.optim.AdamW(net.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler("cuda")
+    scaler = grad_scaler("cuda", True)
     x = torch.randn(s["batch_size"], 3, s["image_size"], s["image_size"], device="cuda")
     y = torch.randint(0, 1000, (s["batch_size"],), device="cuda")
     task = Classification().cuda()
@@ -114,6 +117,8 @@ def shared_gpu_rate(settings: dict, trials: int) -> float:
 
 
 def run(size: str) -> dict:
+    from ..engine import autocast_dtype
+
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device: AMP, channels_last, torch.compile and shared-GPU trials need one"}
     s = SETTINGS[size]
@@ -121,6 +126,7 @@ def run(size: str) -> dict:
     rates = {
         "fp32": engine_rate(*args, amp=False, channels_last=False),
         "amp": engine_rate(*args, amp=True, channels_last=False),
+        "amp_bf16": engine_rate(*args, amp=True, channels_last=False, bf16=True),
         "amp_channels_last": engine_rate(*args, amp=True, channels_last=True),
         "amp_channels_last_compile": engine_rate(*args, amp=True, channels_last=True, compile=True),
     }
@@ -130,18 +136,23 @@ def run(size: str) -> dict:
     timm_size = t["image_size"] if size == "full" else s["image_size"]
     ours = engine_rate(t["model"], timm_size, timm_bs, s["timm_steps"], s["repeats"], amp=True,
                        channels_last=False, optimizer="sgd")
+    ours_bf16 = engine_rate(t["model"], timm_size, timm_bs, s["timm_steps"], s["repeats"], amp=True,
+                            channels_last=False, optimizer="sgd", bf16=True)
     bare = trainer_compare("fer_cnn", 48, 64, s["steps"] * 2, s["repeats"] * 2, device="cuda")
     return {
         "amp_speedup": rates["amp"] / rates["fp32"],
+        "amp_bf16_vs_fp16": rates["amp_bf16"] / rates["amp"],
         "channels_last_speedup": rates["amp_channels_last"] / rates["amp"],
         "compile_speedup": rates["amp_channels_last_compile"] / rates["amp_channels_last"],
         "shared_gpu_throughput": several / one,
         "timm_published_ratio": ours / t["samples_per_s"],
         "trainer_vs_bare_gpu": bare["ratio"],
         "detail": {**s, "gpu": torch.cuda.get_device_name(0), "images_per_s": rates,
+                   "amp_dtype": str(autocast_dtype("cuda")).replace("torch.", ""),
                    "shared_gpu": {"trials": s["trials"], "one_trial_images_per_s": one,
                                   "all_trials_images_per_s": several},
-                   "timm": {"ours_samples_per_s": ours, "batch_size": timm_bs, "image_size": timm_size,
+                   "timm": {"ours_samples_per_s": ours, "ours_bf16_samples_per_s": ours_bf16,
+                            "batch_size": timm_bs, "image_size": timm_size,
                             "published": t},
                    "trainer_vs_bare_gpu": {"model": "fer_cnn", "image_size": 48, "batch_size": 64, **bare}},
     }
