@@ -283,9 +283,13 @@ def _decoded_subset(container, stream, keep: set[int], lowres: int):
     ctx.options = options
     last = max(keep)
     try:
-        for index, packet in enumerate(p for p in container.demux(stream) if p.size):
-            if index > last:
-                break
+        # demuxing alone is cheap and shows the order before anything is skipped (a B-frame
+        # shown early may be stored after the last frame wanted, so every packet is read)
+        packets = [packet for packet in container.demux(stream) if packet.size]
+        stamps = [packet.pts for packet in packets]
+        if None in stamps or any(b <= a for a, b in zip(stamps, stamps[1:])):
+            raise _Reordered
+        for index, packet in enumerate(packets[:last + 1]):
             ctx.skip_frame = "DEFAULT" if index in keep else "NONKEY"
             for frame in packet.decode():
                 if frame.pts != packet.pts:
@@ -309,19 +313,18 @@ def sampled_residuals(path: Path, frames: int, size: int, lowres: bool = True) -
         wanted = set(idx.tolist())
         keep = wanted | {i - 1 for i in wanted if i > 0}
         level = _lowres_level(stream, size) if lowres else 0
-        coded_width = stream.codec_context.width
         skipping = stream.codec_context.name in SKIPPING_DECODERS
         try:
             residuals = _residuals(
                 _decoded_subset(container, stream, keep, level) if skipping else
                 ((i, frame, mvs) for i, (frame, mvs) in enumerate(_decoded(container, stream, True, level))),
-                wanted, keep, idx[-1], size, coded_width)
+                wanted, keep, idx[-1], size, 1 << level)
         except _Reordered:
             container, stream = _open(path)  # decode every frame, in display order
             with container:
                 residuals = _residuals(
                     ((i, frame, mvs) for i, (frame, mvs) in enumerate(_decoded(container, stream, True, level))),
-                    wanted, keep, idx[-1], size, coded_width)
+                    wanted, keep, idx[-1], size, 1 << level)
     if not residuals:
         raise MediaError(f"no decodable video frames in {path}")
     WORK["video_decode"] += 1
@@ -330,18 +333,20 @@ def sampled_residuals(path: Path, frames: int, size: int, lowres: bool = True) -
 
 
 def _residuals(decoded, wanted: set[int], keep: set[int], last: int, size: int,
-               coded_width: int) -> dict[int, np.ndarray]:
-    kept, vectors, width = {}, {}, coded_width
+               scale: int = 1) -> dict[int, np.ndarray]:
+    """Residual images of the ``wanted`` frames from ``decoded`` (index, frame, vectors), frames
+    decoded at 1/``scale`` size; a wanted frame whose predecessor is missing gets zeros."""
+    kept, vectors = {}, {}
     for i, frame, mvs in decoded:
         if i > last:
             break
         if i in keep:
-            kept[i], vectors[i], width = yuv_planes(frame), mvs, frame.width
+            kept[i], vectors[i] = yuv_planes(frame), mvs
     pairs = sorted(i for i in wanted if i in kept and i - 1 in kept)
     out = {i: np.zeros((size, size, 3), np.float32) for i in wanted if i in kept and i - 1 not in kept}
     if pairs:
         images = residual_images([kept[i] for i in pairs], [kept[i - 1] for i in pairs], [vectors[i] for i in pairs],
-                                 size, scale=max(coded_width // width, 1))
+                                 size, scale=scale)
         out.update(zip(pairs, images))
     return out
 
