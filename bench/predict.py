@@ -28,6 +28,7 @@ from .data.prep.faces import (
     warp_to_template,
 )
 from .data.prep.media_cache import MediaError
+from .data.prep.video import rgb_converter
 from .errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".flv", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
@@ -83,9 +84,10 @@ class VideoFrame:
     time: float  # seconds from the first frame
     frame: object  # av.VideoFrame; converted to pixels only when someone needs them
     sampled: bool
+    to_rgb: Callable[[object], np.ndarray]  # one swscale context for the whole video
 
     def rgb(self) -> np.ndarray:
-        return self.frame.to_ndarray(format="rgb24")
+        return self.to_rgb(self.frame)
 
 
 class VideoFrames:
@@ -112,7 +114,7 @@ class VideoFrames:
         import av
 
         period = 1.0 / self.fps if self.fps > 0 else 0.0
-        due, start = 0.0, None
+        due, start, to_rgb = 0.0, None, rgb_converter()
         try:
             for index, frame in enumerate(self.container.decode(self.stream)):
                 t = float(frame.time) if frame.time is not None else index / float(self.rate)
@@ -123,7 +125,7 @@ class VideoFrames:
                     while due <= t + 1e-6:
                         due += period if period else float("inf")
                     due = due if period else t  # every frame when fps is 0
-                yield VideoFrame(index, t, frame, sampled)
+                yield VideoFrame(index, t, frame, sampled, to_rgb)
         except av.error.FFmpegError as exc:
             # a damaged tail: keep what decoded, and say so
             self.truncated = f"decoding stopped early ({exc})"
