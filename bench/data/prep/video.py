@@ -69,32 +69,56 @@ def _open(path: Path):
     return container, container.streams.video[0]
 
 
-def _decoded(container, stream, motion_vectors: bool, lowres: int = 0):
-    """Yield ``(frame, motion vectors structured array or None)``; a damaged tail ends the clip."""
-    import av
-
+def _set_decoder(stream, motion_vectors: bool, lowres: int) -> None:
     options = {}
     if motion_vectors:
         options["flags2"] = "+export_mvs"
     if lowres:
         options["lowres"] = str(lowres)
     stream.codec_context.options = options
+
+
+def _motion_vectors(frame) -> np.ndarray | None:
+    mvs = frame.side_data.get("MOTION_VECTORS")
+    return mvs.to_ndarray() if mvs is not None and len(mvs) else None
+
+
+def _decoded(container, stream, motion_vectors: bool, lowres: int = 0):
+    """Yield ``(frame, motion vectors structured array or None)``; a damaged tail ends the clip."""
+    import av
+
+    _set_decoder(stream, motion_vectors, lowres)
     try:
         for frame in container.decode(stream):
-            mvs = frame.side_data.get("MOTION_VECTORS") if motion_vectors else None
-            yield frame, (mvs.to_ndarray() if mvs is not None and len(mvs) else None)
+            yield frame, (_motion_vectors(frame) if motion_vectors else None)
     except av.error.FFmpegError:
         WORK["truncated"] += 1  # keep the frames decoded so far
 
 
+def _indexed(container, stream, lowres: int):
+    """``_decoded`` with motion vectors, as ``(index, frame, motion vectors)``."""
+    for index, (frame, mvs) in enumerate(_decoded(container, stream, True, lowres)):
+        yield index, frame, mvs
+
+
 def rgb_converter():
-    """frame -> H x W x 3 uint8 RGB through one swscale context for a whole clip:
-    ``frame.to_ndarray(format="rgb24")`` builds a new context per frame, which costs more than
-    decoding the frame (measured: 0.4 vs 0.24 ms for 256 px MPEG-4; identical pixels)."""
+    """``to_rgb(frame, short_side=None)`` -> H x W x 3 uint8 RGB through one swscale context for
+    a whole clip (``frame.to_ndarray(format="rgb24")`` builds a new context per frame, which costs
+    more than decoding the frame: 0.4 vs 0.24 ms for 256 px MPEG-4; identical pixels). With
+    ``short_side``, swscale also scales (area filter) while it converts."""
     from av.video.reformatter import VideoReformatter
 
     reformatter = VideoReformatter()
-    return lambda frame: reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    def to_rgb(frame, short_side: int | None = None) -> np.ndarray:
+        if short_side is None:
+            return reformatter.reformat(frame, format="rgb24").to_ndarray()
+        short = min(frame.width, frame.height)
+        return reformatter.reformat(frame, width=round(frame.width * short_side / short),
+                                    height=round(frame.height * short_side / short), format="rgb24",
+                                    interpolation="AREA").to_ndarray()
+
+    return to_rgb
 
 
 def decode_frames(path: Path, motion_vectors: bool = True):
@@ -158,11 +182,6 @@ def motion_fields(vectors: list[np.ndarray | None], height: int, width: int, sca
     if cell == 1:
         return grid
     return np.repeat(np.repeat(grid, cell, axis=1), cell, axis=2)[:, :height, :width]
-
-
-def motion_field(mvs: np.ndarray | None, height: int, width: int, scale: int = 1) -> np.ndarray:
-    """``motion_fields`` of one frame: H x W x 2."""
-    return motion_fields([mvs], height, width, scale)[0]
 
 
 @functools.lru_cache(maxsize=16)
@@ -277,10 +296,7 @@ def _decoded_subset(container, stream, keep: set[int], lowres: int):
     import av
 
     ctx = stream.codec_context
-    options = {"flags2": "+export_mvs"}
-    if lowres:
-        options["lowres"] = str(lowres)
-    ctx.options = options
+    _set_decoder(stream, True, lowres)
     last = max(keep)
     try:
         # demuxing alone is cheap and shows the order before anything is skipped (a B-frame
@@ -294,8 +310,7 @@ def _decoded_subset(container, stream, keep: set[int], lowres: int):
             for frame in packet.decode():
                 if frame.pts != packet.pts:
                     raise _Reordered
-                mvs = frame.side_data.get("MOTION_VECTORS")
-                yield index, frame, (mvs.to_ndarray() if mvs is not None and len(mvs) else None)
+                yield index, frame, _motion_vectors(frame)
     except av.error.FFmpegError:
         WORK["truncated"] += 1
 
@@ -315,21 +330,23 @@ def sampled_residuals(path: Path, frames: int, size: int, lowres: bool = True) -
         level = _lowres_level(stream, size) if lowres else 0
         skipping = stream.codec_context.name in SKIPPING_DECODERS
         try:
-            residuals = _residuals(
-                _decoded_subset(container, stream, keep, level) if skipping else
-                ((i, frame, mvs) for i, (frame, mvs) in enumerate(_decoded(container, stream, True, level))),
-                wanted, keep, idx[-1], size, 1 << level)
+            decoded = (_decoded_subset(container, stream, keep, level) if skipping
+                       else _indexed(container, stream, level))
+            residuals = _residuals(decoded, wanted, keep, idx[-1], size, 1 << level)
         except _Reordered:
             container, stream = _open(path)  # decode every frame, in display order
             with container:
-                residuals = _residuals(
-                    ((i, frame, mvs) for i, (frame, mvs) in enumerate(_decoded(container, stream, True, level))),
-                    wanted, keep, idx[-1], size, 1 << level)
-    if not residuals:
+                residuals = _residuals(_indexed(container, stream, level), wanted, keep, idx[-1], size, 1 << level)
+    return _stack_sampled(residuals, idx, path)
+
+
+def _stack_sampled(images: dict[int, np.ndarray], idx: np.ndarray, path: Path) -> np.ndarray:
+    """The sampled frames' images in order; a truncated clip repeats its last one."""
+    if not images:
         raise MediaError(f"no decodable video frames in {path}")
     WORK["video_decode"] += 1
-    last = residuals[max(residuals)]  # a truncated clip repeats its last residual
-    return np.stack([residuals.get(i, last) for i in idx.tolist()])
+    last = images[max(images)]
+    return np.stack([images.get(i, last) for i in idx.tolist()])
 
 
 def _residuals(decoded, wanted: set[int], keep: set[int], last: int, size: int,
@@ -367,29 +384,19 @@ def sampled_rgb(path: Path, frames: int, size: int, lowres: bool = False) -> np.
     to S, then the centre square is cut): a cv2 area resize of the full-size RGB frame cost five
     times the conversion (measured, 256 px). ``lowres`` as in ``sampled_residuals`` (RGB models
     are fed full-size decodes by default, as every RGB video loader does)."""
-    from av.video.reformatter import VideoReformatter
-
     container, stream = _open(path)
     with container:
         idx = sample_indices(max(frame_count(container, stream), 1), frames)
         wanted, images = set(idx.tolist()), {}
         level = _lowres_level(stream, size) if lowres else 0
-        reformatter = VideoReformatter()
+        to_rgb = rgb_converter()
         for i, (frame, _) in enumerate(_decoded(container, stream, False, level)):
             if i > idx[-1]:
                 break
             if i in wanted:
-                short = min(frame.width, frame.height)
-                width, height = round(frame.width * size / short), round(frame.height * size / short)
-                rgb = reformatter.reformat(frame, width=width, height=height, format="rgb24",
-                                           interpolation="AREA").to_ndarray()
-                rows, cols = centre_square(height, width)
-                images[i] = np.ascontiguousarray(rgb[rows, cols])
-    if not images:
-        raise MediaError(f"no decodable video frames in {path}")
-    WORK["video_decode"] += 1
-    last = images[max(images)]
-    return np.stack([images.get(i, last) for i in idx.tolist()])
+                rgb = to_rgb(frame, short_side=size)
+                images[i] = np.ascontiguousarray(rgb[centre_square(*rgb.shape[:2])])
+    return _stack_sampled(images, idx, path)
 
 
 def centre_square(height: int, width: int) -> tuple[slice, slice]:
@@ -453,10 +460,11 @@ def clip_streams(path: Path, params: dict) -> dict[str, np.ndarray]:
     pairs = [int(i) for i in idx if i > 0]
     residuals = dict(zip(pairs, residual_images([planes[i] for i in pairs], [planes[i - 1] for i in pairs],
                                                 [vectors[i] for i in pairs], size))) if pairs else {}
-    fields, flows = [], []
+    # the first frame of a clip has no vectors, so its field is zero
+    fields = [_crop_resize(f, size) * (size / min(height, width))
+              for f in motion_fields([vectors[i] for i in idx], height, width)]
+    flows = []
     for t, i in enumerate(idx):
-        fields.append(np.zeros((size, size, 2), np.float32) if i == 0 else
-                      _crop_resize(motion_field(vectors[i], height, width), size) * (size / min(height, width)))
         ref = idx[t - 1] if t > 0 else max(i - 1, 0)
         flows.append(np.zeros((size, size, 2), np.float32) if ref == i else farneback_flow(crops[ref], crops[i]))
     return {
