@@ -26,6 +26,9 @@ from .tensors import (
     feature_stats,
     images_to_tensor,
     motion_scales,
+    speaker_normalise,
+    vector_stats,
+    vectors_to_tensor,
     video_to_tensors,
     voice_to_tensor,
 )
@@ -41,19 +44,27 @@ def spec_from_dict(spec: InputSpec | dict) -> InputSpec:
     return InputSpec(**fields)
 
 
-def voice_request(spec: InputSpec) -> tuple[dict, int, bool]:
-    """(feature params, frames, whether a channel dim is added) for a voice spec."""
+def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict, int | None, bool]:
+    """(feature params, frames or None for one vector/matrix per utterance, whether a channel dim
+    is added) for a voice spec (see ``fer_models.voice_features``)."""
     kind = spec.extras.get("features", "logmel")
+    sr = spec.sample_rate or audio_prep.SAMPLE_RATE
     if kind == "logmel":
         n_bins, frames = spec.input_size[-2], spec.input_size[-1]
-        params = audio_prep.feature_params("logmel", n_bins, n_bins, spec.sample_rate or audio_prep.SAMPLE_RATE)
-    elif kind == "mfcc":
+        return audio_prep.feature_params("logmel", n_bins, n_bins, sr), frames, True
+    if kind == "mfcc":
         n_bins, frames = spec.input_size[0], spec.input_size[-1]
-        params = audio_prep.feature_params("mfcc", n_bins, spec.n_mels or 64,
-                                           spec.sample_rate or audio_prep.SAMPLE_RATE)
-    else:
-        raise UserError(f"voice input_spec.extras['features'] must be 'logmel' or 'mfcc', got {kind!r}")
-    return params, frames, kind == "logmel"
+        return audio_prep.feature_params("mfcc", n_bins, spec.n_mels or 64, sr), frames, False
+    if kind == "opensmile":
+        level = spec.extras.get("level", "functionals")
+        params = audio_prep.feature_params("opensmile", sample_rate=sr, feature_set=spec.extras.get("feature_set"), level=level)
+        return params, (spec.input_size[-1] if level == "lld" else None), False
+    if kind == "ssl":
+        params = audio_prep.feature_params("ssl", sample_rate=sr, encoder=spec.extras.get("encoder"),
+                                           weights=spec.extras.get("weights"), cache_dir=cache_dir)
+        return params, None, False
+    raise UserError(f"voice input_spec.extras['features'] must be 'logmel', 'mfcc', 'opensmile' or 'ssl', "
+                    f"got {kind!r}")
 
 
 def _audio_source(sample: Sample) -> tuple[Path, str | None]:
@@ -80,7 +91,7 @@ class _Part:
         self.adapter, self.spec, self.cache_dir = adapter, spec, cache_dir
         self.image_size = image_size or spec.image_size
         if spec.modality == "voice":
-            self.params, self.frames, self.channel_dim = voice_request(spec)
+            self.params, self.frames, self.channel_dim = voice_request(spec, cache_dir)
         else:
             frames = spec.frames or 16
             self.params = video_prep.video_params(frames, getattr(adapter, "prep_size", 112),
@@ -95,10 +106,21 @@ class _Part:
     def streams(self) -> tuple[str, ...]:
         return tuple(self.spec.extras.get("streams", ("rgb",))) if self.spec.modality == "video" else ("apex",)
 
-    def tensors(self, values: list, train_values: list):
+    def tensors(self, values: list, train_values: list, subjects: list | None = None,
+                train_subjects: list | None = None):
         if self.spec.modality == "voice":
+            if self.spec.extras.get("speaker_norm"):
+                framewise = self.frames is not None
+                values = speaker_normalise(values, subjects or [None] * len(values), framewise)
+                train_values = speaker_normalise(train_values, train_subjects or [None] * len(train_values),
+                                                 framewise)
+            if self.frames is None:  # one vector (functionals) or L x D matrix (encoder layers) per file
+                return vectors_to_tensor(values, *vector_stats(train_values))
             mean, std = feature_stats(train_values)
-            silence = audio_prep.silence_column(self.params["kind"], self.params["n_bins"], self.params["n_mels"])
+            if self.params["kind"] in ("logmel", "mfcc"):
+                silence = audio_prep.silence_column(self.params["kind"], self.params["n_bins"], self.params["n_mels"])
+            else:  # low-level descriptors: pad with the train mean (0 once standardised)
+                silence = mean
             return voice_to_tensor(values, self.frames, silence, mean, std, self.channel_dim)
         if self.spec.modality == "face":  # a face model in an AV pair sees the clip's apex frame
             return images_to_tensor(np.stack([v["apex"] for v in values]), self.spec, self.image_size)
@@ -132,7 +154,8 @@ def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]
     if not keep or not keep_train:
         raise UserError(f"dataset {adapter.name!r}: no decodable samples in the {split if not keep else 'train'} "
                         f"split; run `fer-bench data prepare` to see which files fail")
-    inputs = {k: part.tensors([loaded[k][i] for i in keep], [train_loaded[k][i] for i in keep_train])
+    inputs = {k: part.tensors([loaded[k][i] for i in keep], [train_loaded[k][i] for i in keep_train],
+                              [samples[i].subject for i in keep], [train[i].subject for i in keep_train])
               for k, part in parts.items()}
     kept = [samples[i] for i in keep]
     if adapter.modality == "av":

@@ -1,12 +1,17 @@
 """Turn a dataset's uint8 arrays into the tensors a model's ``input_spec`` asks for."""
 from __future__ import annotations
 
+import contextlib
+import random
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from fer_models import InputSpec
+
+from ..errors import UserError
 
 
 def images_to_tensor(images: np.ndarray, spec: InputSpec, image_size: int | None = None) -> torch.Tensor:
@@ -52,12 +57,87 @@ class LabelledTensors(Dataset):
         return len(self.labels)
 
 
+@contextlib.contextmanager
+def _seeded_global_rngs(seed: int):
+    """timm's RandAugment and RandomErasing draw from Python's and NumPy's global RNGs: seed
+    both for one sample and put them back, so augmentation follows the dataset's per-epoch seed
+    (exact resume) and leaves every other user of those RNGs undisturbed."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class FaceRecipe:
+    """timm's image augmentations on one normalised face tensor (C x S x S): RandAugment
+    (``rand_augment_transform``, on a PIL image, so the tensor goes to uint8 and back) and
+    random erasing (``RandomErasing``, on the normalised tensor; erased pixels become the mean)."""
+
+    def __init__(self, auto_augment: str = "none", re_prob: float = 0.0, *, mean, std):
+        from timm.data.random_erasing import RandomErasing
+
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self.rand_augment = None
+        self.auto_augment = (auto_augment or "none").strip()
+        if self.auto_augment.lower() not in ("none", ""):
+            if not self.auto_augment.startswith("rand"):
+                raise UserError(f"data.auto_augment={self.auto_augment!r} is not a RandAugment string; "
+                                f"use 'none' or one like 'rand-m9-mstd0.5' (timm's rand_augment_transform)")
+            self._hparams = lambda size, channels: dict(
+                translate_const=int(size * 0.45),  # timm's create_transform uses 45% of the image size
+                img_mean=tuple(round(255 * m) for m in mean) if channels == 3 else round(255 * mean[0]))
+            self._built_for = None
+            self._augment_op(48, 1)  # a bad string fails here, before any epoch runs
+        self.erase = RandomErasing(probability=re_prob, mode="const", device="cpu") if re_prob > 0 else None
+
+    @property
+    def active(self) -> bool:
+        return self.auto_augment.lower() not in ("none", "") or self.erase is not None
+
+    def _augment_op(self, size: int, channels: int):
+        from timm.data import rand_augment_transform
+
+        if self._built_for != (size, channels):
+            try:
+                self.rand_augment = rand_augment_transform(self.auto_augment, self._hparams(size, channels))
+            except (AssertionError, ValueError, KeyError) as exc:
+                raise UserError(f"data.auto_augment={self.auto_augment!r} is not a valid RandAugment string "
+                                f"({type(exc).__name__} {exc}); use one like 'rand-m9-mstd0.5'") from None
+            self._built_for = (size, channels)
+        return self.rand_augment
+
+    def __call__(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+        from PIL import Image
+
+        with _seeded_global_rngs(seed):
+            if self.auto_augment.lower() not in ("none", ""):
+                op = self._augment_op(x.shape[-1], x.shape[0])
+                pixels = ((x * self.std + self.mean).clamp_(0, 1) * 255).round_().to(torch.uint8)
+                array = pixels[0].numpy() if x.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+                out = np.asarray(op(Image.fromarray(array)), dtype=np.float32)
+                out = torch.from_numpy(out).view(x.shape[-2], x.shape[-1], -1).permute(2, 0, 1)
+                x = (out / 255.0 - self.mean) / self.std
+            if self.erase is not None:
+                x = self.erase(x.clone())
+        return x.contiguous()
+
+
 class TensorFaceDataset(LabelledTensors):
-    """In-memory face tensors; training mode adds a horizontal flip and a small random shift."""
+    """In-memory face tensors; training mode adds a horizontal flip and a small random shift, and
+    ``set_recipe`` adds timm's RandAugment / random erasing after them."""
 
     def __init__(self, inputs: torch.Tensor, labels: np.ndarray, class_names, subjects, augment: bool,
                  seed: int = 0):
         super().__init__(inputs, labels, class_names, subjects, augment, seed)
+        self.recipe: FaceRecipe | None = None
+
+    def set_recipe(self, recipe: FaceRecipe | None) -> None:
+        self.recipe = recipe if recipe is not None and recipe.active else None
 
     def __getitem__(self, i: int):
         x = self.inputs[i]
@@ -68,6 +148,8 @@ class TensorFaceDataset(LabelledTensors):
             pad = max(1, x.shape[-1] // 16)
             dx, dy = int(r[1] * (2 * pad + 1)) - pad, int(r[2] * (2 * pad + 1)) - pad
             x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+            if self.recipe is not None:  # drawn only when on: the plain recipe's stream is unchanged
+                x = self.recipe(x, int(torch.randint(2**31 - 1, (1,), generator=self._generator)))
         return x, self.labels[i]
 
 
@@ -117,6 +199,40 @@ def voice_to_tensor(features: list[np.ndarray], frames: int, silence: np.ndarray
     x = np.stack([(fit_frames(f, frames, silence) - mean[:, None]) / std[:, None] for f in features])
     x = torch.from_numpy(x.astype(np.float32))
     return x.unsqueeze(1).contiguous() if channel_dim else x.contiguous()
+
+
+def vector_stats(values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-element mean and std over utterances (functionals: per feature; encoder layers: per
+    layer and unit)."""
+    stacked = np.stack(values).astype(np.float64)
+    return stacked.mean(axis=0).astype(np.float32), np.maximum(stacked.std(axis=0), 1e-6).astype(np.float32)
+
+
+def vectors_to_tensor(values: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """N x D (or N x L x D) standardised with the train split's statistics; openSMILE features
+    that are constant on the train split come out as 0, never inf."""
+    x = (np.stack(values).astype(np.float32) - mean) / std
+    return torch.from_numpy(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)).contiguous()
+
+
+def speaker_normalise(values: list[np.ndarray], subjects: list, framewise: bool) -> list[np.ndarray]:
+    """Z-score each speaker's features with that speaker's own statistics (no labels used): over
+    utterances for per-file vectors, over every frame for (bins, frames) features (``framewise``). Samples
+    without a speaker id form one group. Standard speaker normalisation in speech-emotion work."""
+    groups: dict = {}
+    for i, s in enumerate(subjects):
+        groups.setdefault(s, []).append(i)
+    out: list = [None] * len(values)
+    for idx in groups.values():
+        own = [values[i] for i in idx]
+        if framewise:
+            mean, std = feature_stats(own)
+            mean, std = mean[:, None], std[:, None]
+        else:
+            mean, std = vector_stats(own)
+        for i in idx:
+            out[i] = ((values[i] - mean) / std).astype(np.float32)
+    return out
 
 
 def _resize_frames(x: torch.Tensor, size: int) -> torch.Tensor:
