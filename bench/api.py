@@ -12,7 +12,7 @@ from . import paths
 from .data import get_adapter, load_splits
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
-from .results import append_record, load_records, provenance
+from .results import OBJECTIVE_MODES, append_record, best_record, load_records, provenance
 from .spaces import builtin_space_path, load_space
 
 MODALITY_OF_SEARCH = {"face": "face", "video": "video", "mic": "video", "voice": "voice", "fusion": "av"}
@@ -110,7 +110,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         "kind": "search", **_test_fields(adapter, outcome.best_config, test),
         "run": run_name, "dataset": dataset, "modality": modality, "seed": seed,
         "searched": [p.key for p in space.params], "space_hash": space.space_hash,
-        "space_path": space.path, "objective": space.metric, "selection": "val",
+        "space_path": space.path, "objective": space.metric, "objective_mode": space.mode, "selection": "val",
         "val": outcome.best_val,
         "budget": {
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
@@ -130,10 +130,6 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     return SearchResult(record, run_path, outcome.errors)
 
 
-OBJECTIVE_MODES = {"val/uar": "max", "val/accuracy": "max", "val/macro_f1": "max", "val/loss": "min",
-                   "latency_ms": "min", "params": "min"}
-
-
 def fusion_checkpoints(adapter, records: list[dict]) -> dict:
     """The best visual and voice checkpoints recorded for an audio-visual dataset's sources,
     each chosen by its validation score (never test)."""
@@ -141,15 +137,14 @@ def fusion_checkpoints(adapter, records: list[dict]) -> dict:
     for role, key in (("visual", "model.visual_checkpoint"), ("voice", "model.voice_checkpoint")):
         source = adapter.fusion_sources.get(role)
         modalities = ("face", "video") if role == "visual" else ("voice",)
-        candidates = [r for r in records if r.get("kind", "search") == "search" and r.get("dataset") == source
-                      and r.get("modality") in modalities and Path(r.get("checkpoint", "")).is_dir()]
-        if not candidates:
+        best = best_record(records, source, modalities, metric="val/uar", kinds=("search",),
+                           where=lambda r: Path(r.get("checkpoint", "")).is_dir()) if source else None
+        if best is None:
             what = source or f"a {role} dataset paired with {adapter.name!r} (none is registered)"
             hint = (f"; produce it with `fer-bench search {'video' if role == 'visual' else 'voice'} "
                     f"--dataset {source}`" if source else "")
             raise UserError(f"`search fusion --dataset {adapter.name}` needs the best {role} model of {what}, "
                             f"and none is recorded{hint}")
-        best = max(candidates, key=lambda r: r["val"].get("uar", 0.0))
         found[key] = best["checkpoint"]
     return found
 
@@ -176,6 +171,8 @@ def _test_fields(adapter, config: dict, test: dict) -> dict:
         "protocol": adapter.protocol, "fold": config.get("data.fold", 0),
         "model": config["model.name"], "config": config, "class_names": list(adapter.class_names),
         "test": {k: test[k] for k in ("accuracy", "uar", "macro_f1", "confusion", "loss", "samples")},
+        # train/val/test sample counts: the paired test's n_test/n_train and a reproduction's sanity check
+        "split_sizes": test.get("split_sizes"),
         "params": test["params"], "inference_ms_per_sample": test["inference_ms_per_sample"],
         "provenance": provenance(),
     }
@@ -195,7 +192,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
         raise UserError("--top-k and --seeds must be at least 1")
     results = paths.results_dir(results_dir)
     cache = paths.cache_dir(cache_dir)
-    source = bm.latest_search_record(load_records(results), dataset, modality)
+    source = bm.source_search_record(load_records(results), dataset, modality)
     if eval_dataset:
         get_adapter(eval_dataset)
         outcome = bm.cross_corpus(source["checkpoint"], eval_dataset, cache_dir=cache,
@@ -209,7 +206,9 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     adapter = get_adapter(dataset)
     root = paths.data_root(data_root) or source["config"].get("data.data_root")
     metric = source.get("objective", "val/uar")
-    configs = bm.top_configs(source["run_path"], metric, "max" if not metric.endswith("loss") else "min", top_k)
+    # the sweep's own direction (records before it was stored: the metric's); val/loss is minimised
+    mode = source.get("objective_mode") or OBJECTIVE_MODES.get(metric, "max")
+    configs = bm.top_configs(source["run_path"], metric, mode, top_k)
     jobs = bm.expand_jobs(configs, adapter.num_folds, seeds)
     run_name = f"{source['run']}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
@@ -220,7 +219,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     keep = results / "models" / run_name
     tune_backend.connect(address)
     start = time.time()
-    runs = tune_backend.run_fixed_configs(jobs, settings, metric=metric, mode="max", cache_dir=cache,
+    runs = tune_backend.run_fixed_configs(jobs, settings, metric=metric, mode=mode, cache_dir=cache,
                                           data_root=root, keep_dir=keep)
     wall = time.time() - start
     written = []
@@ -235,7 +234,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
             "run": source["run"], "benchmark_run": run_name, "dataset": dataset, "modality": modality,
             "seed": run.config["train.seed"], "searched": source.get("searched", []),
             "space_hash": source.get("space_hash"), "space_path": source.get("space_path"),
-            "objective": metric, "selection": "val", "val": run.val, "run_path": source.get("run_path"),
+            "objective": metric, "objective_mode": mode, "selection": "val", "val": run.val,
+            "run_path": source.get("run_path"),
             # the search budget that chose this config, plus what this retrain cost
             "budget": {**source["budget"], "retrain_epochs": run.epochs,
                        "retrain_device_seconds": run.seconds * max(cpus_per_trial, gpus_per_trial)},

@@ -14,17 +14,19 @@ from .errors import UserError
 from .evaluation import load_trained_model
 from .leaderboard import config_id
 from .metrics import classification_metrics
+from .results import best_record
 from .sweep_trials import read_trials
 from .trainable import pick_device
 
 
-def latest_search_record(records: list[dict], dataset: str, modality: str) -> dict:
-    found = [r for r in records if r.get("kind", "search") == "search" and r.get("dataset") == dataset
-             and r.get("modality") == modality]
-    if not found:
+def source_search_record(records: list[dict], dataset: str, modality: str) -> dict:
+    """The sweep a benchmark retrains: the recorded sweep of dataset/modality with the best
+    validation UAR, by the same rule as ``best:`` references (``results.best_record``)."""
+    found = best_record(records, dataset, modality, metric="val/uar", kinds=("search",))
+    if found is None:
         raise UserError(f"no sweep recorded for {dataset}/{modality}; run "
                         f"`fer-bench search {modality} --dataset {dataset}` first")
-    return found[-1]
+    return found
 
 
 def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[dict]:
@@ -74,7 +76,8 @@ def cross_corpus(checkpoint: str | Path, eval_dataset: str, *, cache_dir: Path,
     model.to(device)
     parts = [create_dataset(eval_dataset, split, 0, model.input_spec, cache_dir=cache_dir, data_root=data_root,
                             image_size=cfg.data.image_size) for split in ("train", "val", "test")]
-    probs, targets, _ = predict(model, DataLoader(ConcatDataset(parts), batch_size=128), device=device)
+    probs, targets, _ = predict(model, DataLoader(ConcatDataset(parts), batch_size=128), device=device,
+                                tta=cfg.data.tta)
     source_index = [source.class_names.index(c) for c in shared]
     target_to_shared = {target.class_names.index(c): i for i, c in enumerate(shared)}
     keep = np.array([t in target_to_shared for t in targets])

@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint
-from .data import create_dataset, get_adapter
+from .checkpoint import has_estimator, load_checkpoint, load_estimator
+from .data import create_dataset, get_adapter, load_splits
 from .engine import evaluate, latency_ms
 from .spec import TrialConfig
 from .tasks import create_task
@@ -17,8 +17,17 @@ from .trainable import build_model, count_params, pick_device
 def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig, dict]:
     state = load_checkpoint(checkpoint_dir)
     cfg = TrialConfig.from_flat(state["config"])
-    model = build_model(cfg, len(get_adapter(cfg.data.dataset).class_names))
+    num_classes = len(get_adapter(cfg.data.dataset).class_names)
+    model = build_model(cfg, num_classes)
     model.load_state_dict(state["model"])
+    if has_estimator(checkpoint_dir):  # a fitted scikit-learn head (classic model, fusion SVM)
+        estimator = load_estimator(checkpoint_dir)
+        if getattr(model, "is_classic", False):
+            model.set_estimator(estimator)
+        else:
+            from fer_models.fusion import SVMHeadModel
+
+            model = SVMHeadModel(model, estimator, num_classes)
     return model.eval(), cfg, state
 
 
@@ -31,8 +40,12 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     dataset = create_dataset(cfg.data.dataset, split, cfg.data.fold, model.input_spec, cache_dir=cache_dir,
                              data_root=data_root or cfg.data.data_root, image_size=cfg.data.image_size)
     loader = DataLoader(dataset, batch_size=128, shuffle=False)
-    metrics = evaluate(model, loader, create_task(cfg.task.name), device=device)
+    metrics = evaluate(model, loader, create_task(cfg.task.name), device=device, tta=cfg.data.tta)
+    metrics["tta"] = cfg.data.tta
     metrics["samples"] = len(dataset)
+    # every split's size: the leaderboard's paired test needs n_test / n_train (index is cached)
+    _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
+    metrics["split_sizes"] = {name: len(samples) for name, samples in splits.items()}
     metrics["params"] = count_params(model)
     # the same batch-1 probe trials report as latency_ms; it slices one sample before moving it
     metrics["inference_ms_per_sample"] = latency_ms(model, dataset.inputs, device=device, repeats=20)

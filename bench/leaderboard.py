@@ -20,7 +20,16 @@ LEGEND = ("Legend: test metrics in % as mean ± std over n test runs (folds × s
           "selected on validation data only; UAR = unweighted average recall; budget = the sweep's trials, "
           "epochs and device time; ms = inference per sample at batch 1; commit/space = git commit and "
           "search-space hash. Rows marked *published* come from papers: never ranked, their protocols differ; "
-          "⚠ = the paper selected on the test set, ? = the paper does not say.")
+          "⚠ = the paper selected on the test set, ? = the paper does not say; "
+          "unverified = the number was not checked against the paper's own text (source: issue or memory). "
+          "vs #1: each row measured on the same folds × seeds as its protocol's leader is compared with it by "
+          "the corrected resampled t-test of Nadeau & Bengio (2003) on the paired test UARs, whose variance "
+          "term (1/J + n_test/n_train) accounts for the overlap of training sets between folds and seeds (a "
+          "plain paired t-test overstates significance there, and a Wilcoxon test on 3-6 pairs cannot reach "
+          "p < 0.05); ≈ = not distinguishable from the leader at the 5 % level; not paired = no shared folds × "
+          "seeds. UAR 95 % CI = the mean's interval under the same corrected variance (records that do not store "
+          "their split sizes are given n_test/n_train = 1, which only widens it). record ids: what "
+          "`fer-bench reproduce ID` re-runs (the latest run; the CSV lists all).")
 
 
 def config_id(flat: dict) -> str:
@@ -53,9 +62,61 @@ def _repeats(records: list[dict]) -> list[dict]:
     so a re-run replaces rather than double-counts."""
     bench = [r for r in records if r.get("kind") == "benchmark"]
     chosen = bench or records
-    by_split = {(r.get("fold", r.get("config", {}).get("data.fold", 0)),
-                 r.get("seed", r.get("config", {}).get("train.seed", 0))): r for r in chosen}
+    by_split = {_split_key(r): r for r in chosen}
     return list(by_split.values())
+
+
+def _split_key(r: dict) -> tuple:
+    return (r.get("fold", r.get("config", {}).get("data.fold", 0)),
+            r.get("seed", r.get("config", {}).get("train.seed", 0)))
+
+
+def _test_train_ratio(runs: list[dict]) -> float | None:
+    """n_test / n_train of the runs (mean), from the sample counts each record stores; None when
+    no record says how many training samples it had (records written before split sizes were kept)."""
+    ratios = []
+    for r in runs:
+        n_test = r.get("test", {}).get("samples")
+        n_train = (r.get("split_sizes") or {}).get("train")
+        if n_test and n_train:
+            ratios.append(float(n_test) / float(n_train))
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+# The ratio assumed when records lack their split sizes: larger than any k-fold protocol's, so the
+# corrected variance is overstated (wider intervals, fewer "differs" verdicts), never understated.
+FALLBACK_RATIO = 1.0
+ALPHA = 0.05
+
+
+def corrected_variance_factor(n_pairs: int, ratio: float | None) -> float:
+    """Nadeau & Bengio (2003): Var(mean) ≈ (1/J + n_test/n_train) · s², not s²/J, because the J
+    train/test splits share training data and their scores are correlated."""
+    return 1.0 / n_pairs + (FALLBACK_RATIO if ratio is None else ratio)
+
+
+def corrected_t_test(differences: list[float], ratio: float | None) -> float:
+    """Two-sided p-value of the corrected resampled t-test that the mean difference is zero."""
+    from scipy import stats
+
+    n = len(differences)
+    mean, std = _mean_std(differences)
+    if std == 0.0:  # identical differences: no noise to test against
+        return 1.0 if mean == 0.0 else 0.0
+    t = mean / math.sqrt(corrected_variance_factor(n, ratio) * std ** 2)
+    return float(2 * stats.t.sf(abs(t), df=n - 1))
+
+
+def mean_interval(values: list[float], ratio: float | None, level: float = 0.95) -> tuple[float, float] | None:
+    """The mean's confidence interval under the same corrected variance; None for a single run."""
+    from scipy import stats
+
+    n = len(values)
+    if n < 2:
+        return None
+    mean, std = _mean_std(values)
+    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * math.sqrt(corrected_variance_factor(n, ratio)) * std
+    return mean - half, mean + half
 
 
 def _summed_confusion(records: list[dict]) -> list[list[int]] | None:
@@ -93,6 +154,12 @@ def _aggregate(rs: list[dict]) -> dict:
     }
     for m in METRICS:
         row[m], row[m + "_std"] = _mean_std([float(r["test"][m]) for r in runs])
+    # per (fold, seed) test UARs: what the paired comparison with the leader pairs up
+    row["per_run"] = {_split_key(r): float(r["test"]["uar"]) for r in runs}
+    row["test_train_ratio"] = _test_train_ratio(runs)
+    interval = mean_interval(list(row["per_run"].values()), row["test_train_ratio"])
+    row["uar_ci_low"], row["uar_ci_high"] = interval if interval else (None, None)
+    row["ids"] = [r["id"] for r in runs if r.get("id")]
     return row
 
 
@@ -104,6 +171,29 @@ def _rank(rows: list[dict], scope) -> None:
     for row in rows:
         counters[scope(row)] += 1
         row["rank"] = counters[scope(row)]
+    _compare_with_leaders(rows, scope)
+
+
+NOT_PAIRED = "not paired"
+
+
+def _compare_with_leaders(rows: list[dict], scope) -> None:
+    """Each row against the rank-1 row of its scope: a paired corrected t-test on the test UARs of
+    the (fold, seed) runs both have, when they were measured on exactly the same ones."""
+    leaders = {scope(r): r for r in rows if r["rank"] == 1}
+    for row in rows:
+        leader = leaders[scope(row)]
+        if row is leader:
+            row["p_vs_leader"], row["tied_with_leader"] = None, "leader"
+            continue
+        splits = set(row["per_run"])
+        if len(splits) < 2 or splits != set(leader["per_run"]):
+            row["p_vs_leader"], row["tied_with_leader"] = NOT_PAIRED, NOT_PAIRED
+            continue
+        differences = [leader["per_run"][k] - row["per_run"][k] for k in sorted(splits)]
+        ratios = [x for x in (row["test_train_ratio"], leader["test_train_ratio"]) if x is not None]
+        p = corrected_t_test(differences, max(ratios) if ratios else None)
+        row["p_vs_leader"], row["tied_with_leader"] = p, "yes" if p >= ALPHA else "no"
 
 
 def build_rows(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -228,8 +318,30 @@ def protocol_note(pub: dict, our_protocols: list[str], our_modality: str | None)
     return "; ".join(notes)
 
 
-MD_COLUMNS = ("rank", "model", "key hyperparameters", "acc %", "UAR %", "macro-F1 %", "n", "params",
-              "ms", "budget", "errored", "selection", "commit", "space")
+MD_COLUMNS = ("rank", "model", "key hyperparameters", "acc %", "UAR %", "macro-F1 %", "UAR 95 % CI", "vs #1",
+              "n", "params", "ms", "budget", "errored", "selection", "commit", "space", "record ids")
+
+
+def _interval(row: dict) -> tuple:
+    if row.get("uar_ci_low") is None:
+        return ("", None)
+    return (f"{100 * row['uar_ci_low']:.1f}–{100 * row['uar_ci_high']:.1f}", row["uar_ci_low"])
+
+
+def _versus(row: dict) -> tuple:
+    """The mark of the paired comparison with the leader: ≈ = not distinguishable from it."""
+    tied, p = row.get("tied_with_leader"), row.get("p_vs_leader")
+    if tied == "leader":
+        return ("leader", None)
+    if tied in (None, NOT_PAIRED):
+        return (NOT_PAIRED, None)
+    return (f"{'≈ ' if tied == 'yes' else ''}p={p:.2g}", p)
+
+
+def _ids(row: dict) -> str:
+    """The latest run's record id (what `fer-bench reproduce` takes); the CSV lists them all."""
+    ids = row.get("ids") or []
+    return "" if not ids else ids[-1] + (f" +{len(ids) - 1}" if len(ids) > 1 else "")
 
 
 def _our_cells(row: dict, labels: dict[str, str]) -> list:
@@ -237,14 +349,18 @@ def _our_cells(row: dict, labels: dict[str, str]) -> list:
     rank = f"{row['rank']}" + (f" [{labels[row['protocol']]}]" if labels else "")
     return [(rank, row["rank"]), row["model"], row["hyperparameters"] or "—",
             (_pct(row, "accuracy"), row["accuracy"]), (_pct(row, "uar"), row["uar"]),
-            (_pct(row, "macro_f1"), row["macro_f1"]), row["n"], (_params(row["params"]), row["params"]),
+            (_pct(row, "macro_f1"), row["macro_f1"]), _interval(row), _versus(row), row["n"],
+            (_params(row["params"]), row["params"]),
             (_ms(row["inference_ms"]), row["inference_ms"]), (_budget(row), row.get("device_s")),
-            row.get("errored") or 0, row["selection"], row.get("commit") or "", row.get("space_hash") or ""]
+            row.get("errored") or 0, row["selection"], row.get("commit") or "", row.get("space_hash") or "",
+            _ids(row)]
 
 
 def _published_value(pub: dict) -> str:
-    """As printed in the paper (98.95 stays 98.95), with the test-selection mark."""
-    return f"{pub['value']:.2f}".rstrip("0").rstrip(".") + _SELECTION_MARK[pub["selected_on_test"]]
+    """As printed in the paper (98.95 stays 98.95), with the test-selection mark and, when the
+    number was not read in the paper's own text, an unverified mark."""
+    unverified = "" if pub.get("verified", True) else " (unverified)"
+    return f"{pub['value']:.2f}".rstrip("0").rstrip(".") + _SELECTION_MARK[pub["selected_on_test"]] + unverified
 
 
 def _published_cells(pub: dict, number: int) -> list:
@@ -252,7 +368,7 @@ def _published_cells(pub: dict, number: int) -> list:
     for m in METRICS:
         text = _published_value(pub) if pub["metric"] == m else ""
         cells.append((text, pub["value"] / 100 if pub["metric"] == m else None))
-    return cells + ["—", "", "", "", "", "", "", ""]
+    return cells + ["", "not ranked", "—", "", "", "", "", "", "", "", ""]
 
 
 @dataclass
@@ -288,10 +404,11 @@ def sections(board: Leaderboard) -> list[Section]:
         out.append(Section(f"{dataset} — {modality}", intro, MD_COLUMNS, cells, classes, notes, (dataset, modality)))
     if board.cross_corpus:
         columns = ("rank", "train", "eval", "shared classes", "model", "key hyperparameters", "acc %", "UAR %",
-                   "macro-F1 %", "n", "commit")
+                   "macro-F1 %", "UAR 95 % CI", "vs #1", "n", "commit", "record ids")
         cells = [[(str(r["rank"]), r["rank"]), r["dataset"], r["eval_dataset"], ", ".join(r["shared_classes"]),
                   r["model"], r["hyperparameters"] or "—", (_pct(r, "accuracy"), r["accuracy"]),
-                  (_pct(r, "uar"), r["uar"]), (_pct(r, "macro_f1"), r["macro_f1"]), r["n"], r.get("commit") or ""]
+                  (_pct(r, "uar"), r["uar"]), (_pct(r, "macro_f1"), r["macro_f1"]), _interval(r), _versus(r),
+                  r["n"], r.get("commit") or "", _ids(r)]
                  for r in board.cross_corpus]
         out.append(Section("Cross-corpus", [
             "Trained on one dataset (selected on its validation data), tested on another dataset's classes that "
@@ -299,10 +416,12 @@ def sections(board: Leaderboard) -> list[Section]:
             ["ours"] * len(cells), [], ("cross_corpus",)))
     elsewhere = board.published_elsewhere()
     if elsewhere:
-        columns = ("dataset", "modality", "paper", "method", "metric", "value %", "protocol", "selected on test")
+        columns = ("dataset", "modality", "paper", "method", "metric", "value %", "protocol", "selected on test",
+                   "source", "note")
         cells = [[p["dataset"], p["modality"], _short_citation(p), p["method"], p["metric"],
-                  (_published_value(p), p["value"]), p["protocol"],
-                  p["selected_on_test"]] for p in elsewhere]
+                  (_published_value(p), p["value"]), p["protocol"], p["selected_on_test"],
+                  p["source"] + ("" if p.get("verified", True) else " (unverified)"),
+                  " ".join(x for x in (p.get("note") or "", p.get("url") or "") if x) or "—"] for p in elsewhere]
         out.append(Section("Published results on datasets without fer-bench runs yet", [
             "Not ranked: each row is under its paper's own protocol."], columns, cells,
             ["published"] * len(cells), [], ("published",)))
@@ -323,7 +442,8 @@ def _published_note(pub: dict, number: int, our_protocols: list[str], modality: 
     extra = f" {pub['note']}." if pub.get("note") else ""
     return (f"[{number}] {pub['paper']}, {pub['year']}.{link} Protocol: "
             f"{protocol_note(pub, our_protocols, modality)}. Metric: {pub['metric']}. Selected on test: "
-            f"{pub['selected_on_test']}. Source of the number: {pub['source']}.{extra}")
+            f"{pub['selected_on_test']}. Source of the number: {pub['source']}"
+            f"{'' if pub.get('verified', True) else ' (unverified: not checked against the paper text)'}.{extra}")
 
 
 def _text(cell) -> str:
@@ -366,7 +486,9 @@ CSV_COLUMNS = ("dataset", "modality", "protocol", "rank", "model", "hyperparamet
                "space_hash", "commit",
                # appended, so readers of the first columns keep working
                "table", "folds", "seeds", "kinds", "device", "eval_dataset", "shared_classes",
-               "paper", "year", "selected_on_test", "source")
+               "paper", "year", "selected_on_test", "source",
+               "uar_ci_low", "uar_ci_high", "p_vs_leader", "tied_with_leader", "test_train_ratio", "record_ids",
+               "verified", "note", "url")
 
 
 def _csv_value(value):
@@ -385,14 +507,15 @@ def to_csv(tables: dict[tuple[str, str], list[dict]] | Leaderboard) -> str:
     writer.writeheader()
     for rows in board.tables.values():
         for r in rows:
-            writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "main"}.items()})
+            writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "main", "record_ids": r["ids"]}.items()})
     for r in board.cross_corpus:
-        writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "cross_corpus"}.items()})
+        writer.writerow({k: _csv_value(v) for k, v in {**r, "table": "cross_corpus", "record_ids": r["ids"]}.items()})
     for p in board.published:
         writer.writerow({"table": "published", "dataset": p["dataset"], "modality": p["modality"],
                          "protocol": p["protocol"], "model": p["method"], "paper": p["paper"], "year": p["year"],
                          p["metric"]: _csv_value(p["value"] / 100), "selected_on_test": p["selected_on_test"],
-                         "source": p["source"]})
+                         "source": p["source"], "verified": "yes" if p.get("verified", True) else "no",
+                         "note": p.get("note") or "", "url": p.get("url") or ""})
     return buf.getvalue()
 
 

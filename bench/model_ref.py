@@ -1,4 +1,5 @@
-"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<modality>`` (the recorded leader).
+"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<modality>`` (the record with the
+best validation UAR that kept a checkpoint).
 
 Shared by ``fer-bench predict`` and ``fer-bench export``, so both accept the same references and
 fail with the same sentences.
@@ -9,19 +10,17 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT_FILE
 from .errors import UserError
-from .results import load_records
+from .results import best_record, load_records
 
 BEST_PREFIX = "best:"
 
 
 def leader_record(records: list[dict], dataset: str, modality: str) -> dict | None:
-    """The record with the best test UAR among those selected on validation for dataset/modality
-    that kept a checkpoint (benchmark records without one cannot be loaded, so cannot lead here)."""
-    candidates = [r for r in records
-                  if r.get("dataset") == dataset and r.get("modality") == modality
-                  and r.get("selection") == "val" and r.get("checkpoint")
-                  and isinstance(r.get("test"), dict) and r["test"].get("uar") is not None]
-    return max(candidates, key=lambda r: r["test"]["uar"]) if candidates else None
+    """The record with the best validation UAR for dataset/modality that kept a checkpoint (records
+    without one cannot be loaded, so cannot lead here), by fer-bench's one selection rule: a test
+    score never chooses the model a ``best:`` reference loads."""
+    return best_record(records, dataset, modality, metric="val/uar", kinds=("search", "benchmark"),
+                       where=lambda r: bool(r.get("checkpoint")))
 
 
 def resolve_model_ref(ref: str, results_dir: Path) -> Path:

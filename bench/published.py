@@ -13,6 +13,9 @@ REQUIRED = ("paper", "year", "dataset", "modality", "method", "protocol", "metri
 OPTIONAL = ("note", "url")
 METRICS = {"accuracy", "uar", "macro_f1"}
 SELECTION_FLAGS = {"yes", "no", "not stated"}
+# Sources read in the paper's own text; "issue" (copied from a tracker) and "memory" were not, so
+# their rows carry an "unverified" mark wherever they are shown.
+VERIFIED_SOURCES = {"abstract", "table", "text"}
 
 
 def load_published(path: Path) -> list[dict]:
@@ -54,4 +57,4 @@ def _check_row(row, number: int, path: Path) -> dict:
     if not 0 <= value <= 100:
         raise UserError(f"{where}: value is a percentage, got {value}")
     return {**{k: row.get(k) for k in REQUIRED + OPTIONAL}, "value": value, "selected_on_test": flag,
-            "year": int(row["year"])}
+            "year": int(row["year"]), "verified": str(row["source"]).strip().lower() in VERIFIED_SOURCES}

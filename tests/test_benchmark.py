@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.benchmark import expand_jobs, latest_search_record
+from bench.benchmark import expand_jobs, source_search_record
 from bench.cli import main
 from bench.errors import UserError
 
@@ -27,7 +27,7 @@ def test_jobs_cover_every_fold_and_seed_of_each_config():
 
 def test_benchmark_without_a_sweep_says_which_command_to_run():
     with pytest.raises(UserError, match="run `fer-bench search face --dataset synthetic` first"):
-        latest_search_record([], "synthetic", "face")
+        source_search_record([], "synthetic", "face")
 
 
 @pytest.mark.slow

@@ -1,6 +1,11 @@
+import csv
+import io
+import json
+
 import pytest
 
-from bench.leaderboard import build_rows, to_csv, to_markdown
+from bench.leaderboard import build_leaderboard, build_rows, to_csv, to_html, to_markdown
+from bench.results import append_record, best_record, find_record, load_records, record_id
 
 
 def record(model, uar, seed=0, fold=0, selection="val", lr=0.01):
@@ -30,3 +35,87 @@ def test_records_not_selected_on_validation_never_rank():
 
 def test_empty_store_says_how_to_start():
     assert "fer-bench search face --dataset synthetic" in to_markdown({})
+
+
+def benchmark_runs(model, uars, lr=0.01, folds=3, fold_offset=0, split_sizes=None):
+    """One config retrained on ``folds`` folds x len(uars)//folds seeds, with these test UARs."""
+    out = []
+    for i, uar in enumerate(uars):
+        r = record(model, uar, seed=i // folds, fold=fold_offset + i % folds, lr=lr)
+        r.update(kind="benchmark", fold=fold_offset + i % folds, seed=i // folds)
+        r["test"]["samples"] = 30
+        if split_sizes:
+            r["split_sizes"] = split_sizes
+        out.append(r)
+    return out
+
+
+LEADER = [0.80, 0.62, 0.71, 0.77, 0.66, 0.74]
+
+
+def rows_by_model(records):
+    return {r["model"]: r for r in build_rows(records)[("synthetic", "face")]}
+
+
+def test_an_identical_row_ties_with_the_leader_and_a_far_worse_one_does_not():
+    sizes = {"train": 120, "val": 30, "test": 30}
+    rows = rows_by_model(benchmark_runs("lead", LEADER, split_sizes=sizes)
+                         + benchmark_runs("twin", LEADER, lr=0.02, split_sizes=sizes)
+                         + benchmark_runs("worse", [u - 0.3 + 0.02 * (i % 3) for i, u in enumerate(LEADER)],
+                                                        lr=0.03, split_sizes=sizes))
+    assert rows["lead"]["tied_with_leader"] == "leader" and rows["lead"]["p_vs_leader"] is None
+    assert rows["twin"]["tied_with_leader"] == "yes" and rows["twin"]["p_vs_leader"] == 1.0
+    assert rows["worse"]["tied_with_leader"] == "no" and rows["worse"]["p_vs_leader"] < 0.05
+    assert rows["lead"]["test_train_ratio"] == pytest.approx(0.25)
+    low, high = rows["lead"]["uar_ci_low"], rows["lead"]["uar_ci_high"]
+    assert low < rows["lead"]["uar"] < high
+
+
+def test_a_noisy_small_gap_is_a_tie_and_the_correction_widens_the_interval():
+    noisy = [u - 0.01 + (0.06 if i % 2 else -0.06) for i, u in enumerate(LEADER)]
+    rows = rows_by_model(benchmark_runs("lead", LEADER) + benchmark_runs("close", noisy, lr=0.02))
+    assert rows["close"]["tied_with_leader"] == "yes" and rows["close"]["p_vs_leader"] > 0.05
+    # a larger n_test/n_train means more overlap between training sets: a wider interval
+    narrow = rows_by_model(benchmark_runs("lead", LEADER, split_sizes={"train": 300, "test": 30}))["lead"]
+    wide = rows_by_model(benchmark_runs("lead", LEADER, split_sizes={"train": 30, "test": 30}))["lead"]
+    assert wide["uar_ci_high"] - wide["uar_ci_low"] > narrow["uar_ci_high"] - narrow["uar_ci_low"]
+
+
+def test_rows_on_other_folds_or_a_single_run_are_not_paired():
+    rows = rows_by_model(benchmark_runs("lead", LEADER) + benchmark_runs("elsewhere", LEADER, lr=0.02, fold_offset=3)
+                         + [record("single", 0.5, lr=0.03)])
+    assert rows["elsewhere"]["p_vs_leader"] == rows["elsewhere"]["tied_with_leader"] == "not paired"
+    assert rows["single"]["tied_with_leader"] == "not paired" and rows["single"]["uar_ci_low"] is None
+    md = to_markdown({("synthetic", "face"): list(rows.values())})
+    assert "not paired" in md and "Nadeau & Bengio" in md
+    csv_rows = list(csv.DictReader(io.StringIO(to_csv({("synthetic", "face"): list(rows.values())}))))
+    assert {r["model"]: r["tied_with_leader"] for r in csv_rows} == {
+        "lead": "leader", "elsewhere": "not paired", "single": "not paired"}
+
+
+def test_tied_rows_carry_a_mark_in_markdown_and_html():
+    records = benchmark_runs("lead", LEADER) + benchmark_runs("twin", LEADER, lr=0.02)
+    board = build_leaderboard(records)
+    assert "| ≈ p=1 |" in to_markdown(board)
+    assert ">≈ p=1</td>" in to_html(board)
+
+
+def test_best_record_selects_on_validation_never_test_and_respects_the_mode():
+    a = {**record("a", 0.9), "val": {"uar": 0.5, "loss": 0.4}}
+    b = {**record("b", 0.6), "val": {"uar": 0.7, "loss": 0.9}}
+    cheat = {**record("c", 0.99, selection="test"), "val": {"uar": 0.99, "loss": 0.1}}
+    assert best_record([a, b, cheat], "synthetic", "face")["model"] == "b"
+    assert best_record([a, b, cheat], "synthetic", "face", metric="val/loss")["model"] == "a"  # minimised
+    assert best_record([a, b], "synthetic", "face", where=lambda r: r["model"] == "a")["model"] == "a"
+    assert best_record([a, b], "synthetic", "voice") is None
+
+
+def test_records_get_a_stable_id_when_written_or_loaded(tmp_path):
+    old = record("a", 0.5)
+    (tmp_path / "records.jsonl").write_text(json.dumps(old) + "\n")
+    first, again = load_records(tmp_path)[0]["id"], load_records(tmp_path)[0]["id"]
+    assert first == again == record_id(old) and len(first) == 10
+    new = record("b", 0.6)
+    append_record(tmp_path, new)
+    assert [r["id"] for r in load_records(tmp_path)] == [first, new["id"]] and new["id"] != first
+    assert find_record(load_records(tmp_path), new["id"][:6])["model"] == "b"

@@ -112,9 +112,11 @@ def test_annotated_copy_has_every_frame_and_boxes_drawn(predictor, media, tmp_pa
 
 def test_cli_resolves_best_and_skips_a_corrupt_file(checkpoint, media, cache_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    for uar, ckpt in ((0.2, tmp_path / "missing"), (0.5, checkpoint)):
+    # chosen on validation: the record with the better test UAR (0.9) has the worse validation UAR
+    for val, test, ckpt in ((0.2, 0.9, tmp_path / "missing"), (0.5, 0.5, checkpoint)):
         append_record(results, {"kind": "search", "dataset": "synthetic", "modality": "face", "selection": "val",
-                                 "test": {"uar": uar}, "checkpoint": str(ckpt), "run": f"run-{uar}"})
+                                "val": {"uar": val}, "test": {"uar": test}, "checkpoint": str(ckpt),
+                                "run": f"run-{val}"})
     append_record(results, {"kind": "search", "dataset": "synthetic", "modality": "face", "selection": "test",
                             "test": {"uar": 0.9}, "checkpoint": str(tmp_path / "missing")})  # never a leader
     assert resolve_model_ref("best:synthetic/face", results) == checkpoint
