@@ -4,6 +4,9 @@ Inputs: ``voice_cnn1d`` reads MFCCs ``B x n_mfcc x frames`` (``extras["features"
 the others read log-mel spectrograms ``B x 1 x n_mels x frames``. Features are standardised per
 dataset, hence mean 0 / std 1 in the spec. ``frames`` is the fixed number of time steps a clip is
 cropped or padded to (the default 128 is ~1.3 s at a 10 ms hop).
+
+``voice_mlp`` and ``voice_ssl_head`` read any representation of ``voice_features`` (openSMILE
+functionals or LLDs, MFCC/log-mel, frozen speech-encoder layers) chosen by ``features=``.
 """
 from __future__ import annotations
 
@@ -122,6 +125,56 @@ class VoiceTimm(_Classifier):
         return self.backbone(x)
 
 
+class VoiceHead(_Classifier):
+    """A small MLP on one fixed-size vector per utterance, SUPERB-style for speech encoders.
+
+    The vector is: openSMILE functionals as they are; for ``bins x frames`` inputs (MFCC, log-mel,
+    openSMILE LLDs) each bin's mean and std over time; for speech-encoder layers (``L x D``, each
+    already averaged over time) a learned softmax-weighted sum of the layers (SUPERB's weighted
+    sum), or the one layer ``layer`` names. ``hidden=0`` makes the head linear.
+    """
+
+    def __init__(self, num_classes: int, features: str = "egemaps", hidden: int = 256, num_layers: int = 1,
+                 dropout: float = 0.0, layer: int | None = None, **spec_options):
+        super().__init__()
+        from .voice_features import feature_spec
+
+        self.input_spec = feature_spec(features, **spec_options)
+        size, extras = self.input_spec.input_size, self.input_spec.extras
+        self.kind = "layers" if extras["features"] == "ssl" else ("frames" if len(size) >= 2 else "vector")
+        self.layer = None
+        if self.kind == "layers":
+            if layer is not None:
+                if not 0 <= int(layer) < size[0]:
+                    raise ValueError(f"model.layer={layer} is out of range: {features} has layers 0..{size[0] - 1}")
+                self.layer = int(layer)
+            else:
+                self.layer_logits = nn.Parameter(torch.zeros(size[0]))  # uniform weights at the start
+            width = size[1]
+        elif layer is not None:
+            raise ValueError(f"model.layer applies to speech-encoder features only, not {features!r}")
+        else:
+            width = size[0] if self.kind == "vector" else 2 * size[-2]
+        blocks, d = [], width
+        for _ in range(num_layers if hidden else 0):
+            blocks += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout)]
+            d = hidden
+        self.mlp = nn.Sequential(*blocks)
+        self._init_head(d, num_classes, dropout)
+
+    def layer_weights(self) -> torch.Tensor | None:
+        """The softmax weights of the encoder layers (None when one layer is fixed or no layers)."""
+        return torch.softmax(self.layer_logits, 0) if hasattr(self, "layer_logits") else None
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layers":
+            x = x[:, self.layer] if self.layer is not None else torch.einsum("bld,l->bd", x, self.layer_weights())
+        elif self.kind == "frames":
+            x = x.flatten(1, -2)  # log-mel's channel dim folds into the bins
+            x = torch.cat([x.mean(-1), x.std(-1)], dim=1)
+        return self.mlp(x)
+
+
 @register_model(modality="voice")
 def voice_cnn1d(num_classes: int, **kwargs) -> VoiceCNN1d:
     """1-D CNN over MFCC frames (B x n_mfcc x frames)."""
@@ -148,3 +201,19 @@ def voice_timm(num_classes: int, **kwargs) -> VoiceTimm:
 
 voice_timm.validate_backbone = validate_backbone
 register_prefix("voice_timm", "voice_timm", "backbone")
+
+
+@register_model(modality="voice")
+def voice_mlp(num_classes: int, **kwargs) -> VoiceHead:
+    """MLP on a voice representation (``features=``: egemaps, compare, *_lld, mfcc, ...)."""
+    return VoiceHead(num_classes, **kwargs)
+
+
+@register_model(modality="voice")
+def voice_ssl_head(num_classes: int, features: str = "wavlm_base", **kwargs) -> VoiceHead:
+    """SUPERB-style head: softmax-weighted sum of a frozen speech encoder's layers + MLP."""
+    from .voice_features import SSL_ENCODERS
+
+    if features not in SSL_ENCODERS:
+        raise ValueError(f"voice_ssl_head reads a speech encoder ({', '.join(SSL_ENCODERS)}), not {features!r}")
+    return VoiceHead(num_classes, features=features, **kwargs)

@@ -1,0 +1,150 @@
+"""Voice representations by name: openSMILE functionals/LLDs and frozen speech-encoder layers,
+cached per file and keyed by representation + parameters; the SSL path runs on a randomly
+initialised small configuration of the real torchaudio architectures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fer_models
+from bench.data import create_dataset, get_adapter
+from bench.data.prep import audio as audio_prep
+from bench.data.prep.media_cache import WORK
+from bench.data.tensors import speaker_normalise
+from bench.errors import UserError
+from fer_models.voice_features import feature_spec
+
+SMALL = dict(extractor_mode="group_norm",
+             extractor_conv_layer_config=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
+             extractor_conv_bias=False, encoder_embed_dim=24, encoder_projection_dropout=0.0,
+             encoder_pos_conv_kernel=16, encoder_pos_conv_groups=4, encoder_num_layers=3, encoder_num_heads=2,
+             encoder_attention_dropout=0.0, encoder_ff_interm_features=48, encoder_ff_interm_dropout=0.0,
+             encoder_dropout=0.0, encoder_layer_norm_first=False, encoder_layer_drop=0.0, aux_num_out=None)
+
+
+@pytest.fixture(scope="module")
+def tess(tmp_path_factory) -> Path:
+    return get_adapter("tess").make_fake(tmp_path_factory.mktemp("tess"))
+
+
+@pytest.fixture(autouse=True)
+def empty_hub(tmp_path, monkeypatch):
+    """No real weights from this machine's torch hub cache or environment leak into a test."""
+    hub = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    for name in ("WAVLM_BASE", "HUBERT_BASE", "WAV2VEC2_BASE"):
+        monkeypatch.delenv(f"FER_BENCH_{name}_WEIGHTS", raising=False)
+    yield tmp_path / "hub"
+    torch.hub.set_dir(hub)
+
+
+def _small_encoder(path: Path, model_type: str = "Wav2Vec2") -> torch.nn.Module:
+    import torchaudio
+
+    params = dict(SMALL)
+    if model_type == "WavLM":
+        params.update(encoder_num_buckets=16, encoder_max_distance=64)
+        model = torchaudio.models.wavlm_model(**params)
+    else:
+        model = torchaudio.models.wav2vec2_model(**params)
+    torch.save({"params": params, "model_type": model_type, "state_dict": model.state_dict()}, path)
+    return model.eval()
+
+
+def test_opensmile_functionals_are_cached_per_representation(tess, tmp_path):
+    spec = feature_spec("egemaps")
+    assert spec.input_size == (88,) and spec.extras["feature_set"] == "eGeMAPSv02"
+    before = WORK["audio_features"]
+    train = create_dataset("tess", "train", 0, spec, cache_dir=tmp_path, data_root=tess)
+    computed = WORK["audio_features"] - before
+    assert tuple(train.inputs.shape) == (len(train), 88) and computed >= len(train)
+    assert torch.isfinite(train.inputs).all()
+    assert abs(float(train.inputs.mean())) < 1e-3  # standardised with the train split's own statistics
+    create_dataset("tess", "train", 0, spec, cache_dir=tmp_path, data_root=tess)
+    assert WORK["audio_features"] - before == computed  # a second pass computes nothing
+    lld = create_dataset("tess", "train", 0, feature_spec("egemaps_lld", frames=50), cache_dir=tmp_path,
+                         data_root=tess)
+    assert tuple(lld.inputs.shape) == (len(train), 25, 50)
+    assert WORK["audio_features"] - before == 2 * computed  # another representation is another entry
+
+
+def test_unknown_opensmile_feature_set_is_one_sentence(tmp_path):
+    with pytest.raises(ValueError, match="unknown openSMILE feature set 'eGeMAPS_v9'"):
+        feature_spec("egemaps", feature_set="eGeMAPS_v9")
+    with pytest.raises(UserError, match="eGeMAPS_v9.*known: ComParE_2016"):
+        audio_prep.feature_params("opensmile", feature_set="eGeMAPS_v9")
+
+
+def test_heads_read_every_representation():
+    for features, size in (("egemaps", (88,)), ("compare", (6373,)), ("mfcc", (40, 128)), ("compare_lld", (65, 128))):
+        model = fer_models.create_model("voice_mlp", 5, features=features, hidden=16)
+        assert model.input_spec.input_size == size
+        assert model(fer_models.example_inputs(model))["logits"].shape == (2, 5)
+
+
+@pytest.mark.parametrize("model_type", ["Wav2Vec2", "WavLM"])
+def test_small_encoder_layers_through_the_dataset_path(tess, tmp_path, model_type):
+    weights = tmp_path / "small.pt"
+    encoder = _small_encoder(weights, model_type)
+    name = "wavlm_base" if model_type == "WavLM" else "hubert_base"
+    head = fer_models.create_model("voice_ssl_head", 7, features=name, weights=str(weights), hidden=8)
+    assert head.input_spec.input_size == (SMALL["encoder_num_layers"] + 1, SMALL["encoder_embed_dim"])
+    before = WORK["audio_features"]
+    val = create_dataset("tess", "val", 0, head.input_spec, cache_dir=tmp_path, data_root=tess)
+    assert tuple(val.inputs.shape[1:]) == (4, 24)
+    out = head(val.inputs)
+    assert out["logits"].shape == (len(val), 7)
+    out["logits"].sum().backward()
+    assert head.layer_logits.grad is not None  # the layer weights are learned
+    computed = WORK["audio_features"] - before
+    create_dataset("tess", "val", 0, head.input_spec, cache_dir=tmp_path, data_root=tess)
+    assert WORK["audio_features"] - before == computed
+    # the cached last layer is torchaudio's own extract_features output, averaged over time
+    sample = get_adapter("tess").index(tess, tmp_path).samples[0]
+    params = audio_prep.feature_params("ssl", encoder=name, weights=str(weights), cache_dir=tmp_path)
+    cached = audio_prep.cached_features(Path(sample.path), tmp_path, params)
+    wave = torch.from_numpy(audio_prep.load_audio(sample.path))[None]
+    with torch.inference_mode():
+        layers, _ = encoder.extract_features(wave)
+    np.testing.assert_allclose(cached[-1], layers[-1][0].mean(0).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_long_utterances_are_read_in_chunks(tmp_path):
+    weights = tmp_path / "small.pt"
+    _small_encoder(weights)
+    params = audio_prep.feature_params("ssl", encoder="wav2vec2_base", weights=str(weights))
+    wave = np.random.default_rng(0).normal(size=int(2.5 * params["chunk_seconds"] * 16000)).astype(np.float32)
+    assert audio_prep.ssl_layer_means(wave, params).shape == (4, 24)
+
+
+def test_missing_unreadable_weights_and_bad_layer_are_one_sentence(tmp_path, empty_hub, monkeypatch):
+    with pytest.raises(UserError, match=r"no local weights for speech encoder 'wavlm_base': put torchaudio's "
+                                        r"wavlm_base.pth in .*hub.*checkpoints.*FER_BENCH_WAVLM_BASE_WEIGHTS"):
+        audio_prep.feature_params("ssl", encoder="wavlm_base")
+    # the hub cache torchaudio's bundle would have filled is found without being named
+    (empty_hub / "checkpoints").mkdir(parents=True)
+    _small_encoder(empty_hub / "checkpoints" / "wavlm_base.pth", "WavLM")
+    assert feature_spec("wavlm_base").input_size == (4, 24)
+    bad = tmp_path / "broken.pth"
+    bad.write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("FER_BENCH_HUBERT_BASE_WEIGHTS", str(bad))
+    with pytest.raises(ValueError, match=r"cannot read encoder weights .*broken.pth"):
+        feature_spec("hubert_base")
+    with pytest.raises(UserError, match=r"weights='/nowhere.pt': no such file"):
+        audio_prep.feature_params("ssl", encoder="wav2vec2_base", weights="/nowhere.pt")
+    with pytest.raises(ValueError, match=r"model.layer=4 is out of range: wavlm_base has layers 0..3"):
+        fer_models.create_model("voice_ssl_head", 7, features="wavlm_base", layer=4)
+
+
+def test_speaker_normalisation_uses_each_speakers_own_statistics():
+    rng = np.random.default_rng(0)
+    values = [rng.normal(5.0, 2.0, 10).astype(np.float32) for _ in range(6)] + \
+             [rng.normal(-3.0, 0.5, 10).astype(np.float32) for _ in range(4)]
+    subjects = ["a"] * 6 + ["b"] * 4
+    out = np.stack(speaker_normalise(values, subjects, framewise=False))
+    for group in (out[:6], out[6:]):
+        np.testing.assert_allclose(group.mean(0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(group.std(0), 1.0, atol=1e-3)
