@@ -173,6 +173,7 @@ def _test_fields(adapter, config: dict, test: dict) -> dict:
         "test": {k: test[k] for k in ("accuracy", "uar", "macro_f1", "confusion", "loss", "samples")},
         # train/val/test sample counts: the paired test's n_test/n_train and a reproduction's sanity check
         "split_sizes": test.get("split_sizes"),
+        "checkpoint_epoch": test.get("epoch"),  # the epoch whose weights were tested (reproduce stops there)
         "params": test["params"], "inference_ms_per_sample": test["inference_ms_per_sample"],
         "provenance": provenance(),
     }
@@ -244,6 +245,16 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
         append_record(results, record)
         written.append(record)
     return written
+
+
+def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str | None = None,
+              data_root: str | None = None):
+    """Re-run one record's configuration, fold and seed and test it once; returns a
+    ``bench.reproduce.Reproduction`` (old and new test metrics, their difference, warnings)."""
+    from .reproduce import reproduce as run_reproduction
+
+    return run_reproduction(load_records(paths.results_dir(results_dir)), record_id,
+                            cache_dir=paths.cache_dir(cache_dir), data_root=paths.data_root(data_root))
 
 
 def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:

@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv,html} (+ plots/) and print it")
     p.add_argument("--results-dir")
+    p = sub.add_parser("reproduce", help="re-run one record's config, fold and seed; print old vs new metrics")
+    p.add_argument("record_id", metavar="RECORD_ID", help="a record id (the leaderboard's `record ids` column)")
+    p.add_argument("--results-dir")
+    p.add_argument("--cache-dir")
+    p.add_argument("--data-root", help="where the record's data is now (default: where it was)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("report", help="one sweep on one page: results/reports/RUN/report.{md,html}")
     p.add_argument("run", metavar="RUN_NAME", help="the sweep's --name (see results/records.jsonl)")
     p.add_argument("--results-dir")
@@ -244,6 +250,16 @@ def _leaderboard(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from . import api
+    from .reproduce import format_text
+
+    rep = api.reproduce(args.record_id, results_dir=args.results_dir, cache_dir=args.cache_dir,
+                        data_root=args.data_root)
+    print(json.dumps(rep.as_dict(), indent=2, default=str) if args.json else format_text(rep))
+    return 0 if rep.exact else 1
+
+
 def _report(args) -> int:
     from . import api
 
@@ -311,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"search": _search, "benchmark": _benchmark, "leaderboard": _leaderboard, "report": _report}
     handlers.update(predict=_predict, export=_export)
     handlers["perf"] = _perf
+    handlers["reproduce"] = _reproduce
     try:
         if args.command == "models":
             return _models_list(args)

@@ -34,7 +34,7 @@ def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, Tri
 def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Path,
                         data_root: str | None = None) -> dict:
     """Metrics of the checkpoint's model on ``split`` of its own dataset and fold."""
-    model, cfg, _ = load_trained_model(checkpoint_dir)
+    model, cfg, state = load_trained_model(checkpoint_dir)
     device = pick_device()
     model.to(device)
     dataset = create_dataset(cfg.data.dataset, split, cfg.data.fold, model.input_spec, cache_dir=cache_dir,
@@ -46,6 +46,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     # every split's size: the leaderboard's paired test needs n_test / n_train (index is cached)
     _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
     metrics["split_sizes"] = {name: len(samples) for name, samples in splits.items()}
+    metrics["epoch"] = int(state.get("epoch", -1)) + 1  # 1-based, as trials report it: what reproduce re-runs to
     metrics["params"] = count_params(model)
     # the same batch-1 probe trials report as latency_ms; it slices one sample before moving it
     metrics["inference_ms_per_sample"] = latency_ms(model, dataset.inputs, device=device, repeats=20)
