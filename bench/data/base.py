@@ -102,10 +102,11 @@ def _check_fold(fold: int, num_folds: int) -> None:
 
 def subject_kfold(samples: list[Sample], num_folds: int, fold: int, seed: int = 0,
                   val_fraction: float | None = None) -> dict[str, list[Sample]]:
-    """Test = the fold's subject group; validation = a seeded subset of the other subjects.
+    """Test = the fold's subject group; validation = whole subjects of the rest, stratified by class.
 
     Subjects are shuffled with ``seed`` and dealt into ``num_folds`` groups so each fold's test
-    set is a fixed, disjoint group; no subject is in two splits.
+    set is a fixed, disjoint group; validation subjects come from ``stratified_group_carve`` over
+    the other subjects; no subject is in two splits.
     """
     _check_fold(fold, num_folds)
     subjects = sorted({s.subject for s in samples if s.subject is not None})
@@ -115,17 +116,84 @@ def subject_kfold(samples: list[Sample], num_folds: int, fold: int, seed: int = 
     order = list(rng.permutation(subjects)) if seed else subjects
     groups = [order[i::num_folds] for i in range(num_folds)] if num_folds > 1 else [order]
     test_subjects = set(groups[fold]) if num_folds > 1 else set(order[-max(1, len(order) // 5):])
-    rest = [s for s in order if s not in test_subjects]
     frac = val_fraction if val_fraction is not None else 1.0 / max(num_folds - 1, 4)
-    n_val = max(1, round(len(rest) * frac))
-    val_rng = np.random.default_rng(seed + 1000 + fold)
-    val_subjects = set(val_rng.choice(rest, size=n_val, replace=False).tolist())
+    pool = [s for s in samples if s.subject is not None and s.subject not in test_subjects]
+    _, val = stratified_group_carve(pool, frac, seed + 1000 + fold)
+    val_subjects = {s.subject for s in val}
     out: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
     for s in samples:
         key = "test" if s.subject in test_subjects else "val" if s.subject in val_subjects else "train"
         out[key].append(s)
     check_leakage(out)
     return out
+
+
+def stratified_group_carve(pool: list[Sample], fraction: float, seed: int,
+                           group_of=lambda s: s.subject) -> tuple[list[Sample], list[Sample]]:
+    """Split ``pool`` into (train, val) by whole groups (subjects, words...), stratified by class.
+
+    scikit-learn's ``StratifiedGroupKFold`` deals the groups into ``round(1 / fraction)`` folds
+    with matching class distributions; the fold that holds the most classes is validation. Its
+    heuristic does not promise that every class reaches that fold (a class only two subjects
+    show can land in two other folds: CK+ fold 0 once had no 'contempt' in validation), so
+    afterwards each class that at least two groups hold, but validation lacks, brings one more
+    of its groups into validation (preferring one whose move leaves every class in train), and a
+    class the draw took wholly out of train gets a group back when validation can spare it.
+    The result depends on the pool's content, not its order.
+    """
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    classes_of: dict[str, dict[int, int]] = {}
+    for s in pool:
+        counts = classes_of.setdefault(group_of(s), {})
+        counts[s.label] = counts.get(s.label, 0) + 1
+    names = sorted(classes_of)
+    if len(names) < 2:  # nothing to carve: one group cannot be both train and val
+        return list(pool), []
+    holders: dict[int, set[str]] = {}
+    for name in names:
+        for label in classes_of[name]:
+            holders.setdefault(label, set()).add(name)
+    shared = sorted(c for c, gs in holders.items() if len(gs) >= 2)  # the classes val must show
+    target = fraction * len(pool)
+    n_splits = min(len(names), max(2, round(1 / fraction)))
+    labels = [label for name in names for label, n in sorted(classes_of[name].items()) for _ in range(n)]
+    group_ids = [i for i, name in enumerate(names) for n in classes_of[name].values() for _ in range(n)]
+    folds: list[set[str]] = []
+    try:
+        with warnings.catch_warnings():  # "least populated class has fewer members than n_splits"
+            warnings.simplefilter("ignore", UserWarning)
+            sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            for _, idx in sgkf.split(np.zeros(len(labels)), labels, group_ids):
+                folds.append({names[group_ids[i]] for i in idx})
+    except ValueError:  # every class smaller than n_splits: start from a seeded pick, repaired below
+        order = np.random.default_rng(seed).permutation(len(names))
+        folds = [{names[i] for i in order[:max(1, round(len(names) * fraction))]}]
+
+    def size(gs: set[str]) -> int:
+        return sum(sum(classes_of[g].values()) for g in gs)
+
+    val = set(min(enumerate(folds), key=lambda kv: (-sum(bool(holders[c] & kv[1]) for c in shared),
+                                                     abs(size(kv[1]) - target), kv[0]))[1])
+    tiebreak = {name: i for i, name in enumerate(np.random.default_rng(seed).permutation(names).tolist())}
+    for c in shared:  # every class two groups hold must be in val
+        if holders[c] & val:
+            continue
+        def emptied(g: str) -> int:  # classes whose last training group g is
+            return sum(1 for d in classes_of[g] if d in shared and not holders[d] - val - {g})
+        val.add(min(holders[c] - val, key=lambda g: (emptied(g), size({g}), tiebreak[g])))
+    for c in shared:  # ... and in train, when val can give a group back without losing a class
+        if holders[c] - val:
+            continue
+        spare = [g for g in holders[c] & val
+                 if all(d not in shared or (holders[d] & val) - {g} for d in classes_of[g])]
+        if spare:
+            val.discard(min(spare, key=lambda g: (size({g}), tiebreak[g])))
+    if not val:  # no class is shared by two groups: still keep one group for validation
+        val = {min(names, key=tiebreak.__getitem__)}
+    return [s for s in pool if group_of(s) not in val], [s for s in pool if group_of(s) in val]
 
 
 def check_leakage(splits: dict[str, list[Sample]], content_hashes: dict[str, str] | None = None) -> None:

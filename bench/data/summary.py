@@ -1,7 +1,8 @@
 """``fer-bench data summary``: what an adapter finds under a data root, generic over DatasetAdapter.
 
 Indexes the dataset, counts classes and subjects, builds every fold's splits (so the leakage
-checks run and stop on an overlap) and lists every skipped file with its reason.
+checks run and stop on an overlap), counts each split's classes (one warning per fold and split
+that lacks a class the dataset has) and lists every skipped file with its reason.
 """
 from __future__ import annotations
 
@@ -18,11 +19,21 @@ def summarize(name: str, data_root: str | Path | None, cache_dir: Path, seed: in
     samples = indexed.samples
     counts = Counter(s.label for s in samples)
     subjects = {s.subject for s in samples if s.subject is not None}
-    folds = []
+    folds, warnings = [], []
     if samples:
         for fold in range(adapter.num_folds):
             parts = adapter.splits(samples, fold, seed)
-            folds.append({"fold": fold, **{split: len(members) for split, members in parts.items()}})
+            per_split = {}
+            for split, members in parts.items():
+                split_counts = Counter(s.label for s in members)
+                per_split[split] = {c: split_counts.get(i, 0) for i, c in enumerate(adapter.class_names)}
+                # a class the dataset has but this split lacks: the metric is blind to it there
+                missing = [c for i, c in enumerate(adapter.class_names) if counts.get(i) and not split_counts.get(i)]
+                if missing:
+                    warnings.append(f"fold {fold} {split} has no {', '.join(missing)} sample"
+                                    f"{'s' if len(missing) > 1 else ''}")
+            folds.append({"fold": fold, **{split: len(members) for split, members in parts.items()},
+                          "class_counts": per_split})
     return {
         "dataset": adapter.name,
         "modality": adapter.modality,
@@ -33,6 +44,7 @@ def summarize(name: str, data_root: str | Path | None, cache_dir: Path, seed: in
         "class_counts": {c: counts.get(i, 0) for i, c in enumerate(adapter.class_names)},
         "subjects": len(subjects) if subjects else None,
         "splits": folds,
+        "warnings": warnings,
         "skipped": [{"path": s.path, "reason": s.reason} for s in indexed.skipped],
     }
 
@@ -46,10 +58,16 @@ def format_summary(summary: dict) -> str:
     width = max((len(c) for c in summary["class_counts"]), default=0)
     lines += [f"    {name:<{width}}  {count}" for name, count in summary["class_counts"].items()]
     if summary["splits"]:
-        lines.append("  splits:")
+        lines.append("  splits (files per class):")
+        cols = [max(len(c), 4) for c in summary["classes"]]
+        lines.append("    " + " " * 12 + "  ".join(f"{c:>{w}}" for c, w in zip(summary["classes"], cols))
+                     + "  total")
         for fold in summary["splits"]:
-            sizes = "  ".join(f"{k} {v}" for k, v in fold.items() if k != "fold")
-            lines.append(f"    fold {fold['fold']}: {sizes}")
+            for split, per_class in fold["class_counts"].items():
+                name = f"fold {fold['fold']} {split}"
+                cells = "  ".join(f"{per_class[c]:>{w}}" for c, w in zip(summary["classes"], cols))
+                lines.append(f"    {name:<12}{cells}  {fold[split]:>5}")
+    lines += [f"  warning: {w}" for w in summary.get("warnings", [])]
     lines.append(f"  skipped: {len(summary['skipped'])}")
     lines += [f"    {s['path']}: {s['reason']}" for s in summary["skipped"]]
     return "\n".join(lines)

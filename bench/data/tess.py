@@ -4,18 +4,16 @@ Native layout: ``<SPK>_<emotion>/<SPK>_<word>_<emotion>.wav``; folder case varie
 (``OAF_Fear``, ``YAF_pleasant_surprised``), so labels come from the file name only.
 
 Protocol (2 speakers only): leave-one-speaker-out, 2 folds (fold 0 tests OAF, fold 1 YAF). The
-validation set is carved from the training speaker: a seeded 20% of her words (all emotions of
-those words), so validation is word-disjoint from training but NOT speaker-independent; it
-overestimates test accuracy and serves only to rank trials. Test is speaker-independent.
+validation set is carved from the training speaker: a seeded, class-stratified 20% of her words
+(all emotions of those words), so validation is word-disjoint from training but NOT
+speaker-independent; it overestimates test accuracy and serves only to rank trials. Test is speaker-independent.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import numpy as np
-
-from .base import BASIC7, Sample, _check_fold, check_leakage
+from .base import BASIC7, Sample, _check_fold, check_leakage, stratified_group_carve
 from .fakes import write_tone
 from .media import MediaAdapter
 
@@ -64,13 +62,10 @@ class Tess(MediaAdapter):
             raise UserError(f"tess needs both speakers (OAF and YAF) for its protocol; found {speakers}")
         test_speaker = speakers[fold % len(speakers)]
         train_pool = [s for s in samples if s.subject != test_speaker]
-        words = sorted({s.meta["word"] for s in train_pool})
-        rng = np.random.default_rng(seed + 1000 + fold)
-        n_val = max(1, round(len(words) * self.val_fraction))
-        val_words = set(rng.choice(words, size=n_val, replace=False).tolist())
-        out = {"train": [s for s in train_pool if s.meta["word"] not in val_words],
-               "val": [s for s in train_pool if s.meta["word"] in val_words],
-               "test": [s for s in samples if s.subject == test_speaker]}
+        # whole words, stratified by class: every emotion two words carry reaches validation
+        train, val = stratified_group_carve(train_pool, self.val_fraction, seed + 1000 + fold,
+                                            group_of=lambda s: s.meta["word"])
+        out = {"train": train, "val": val, "test": [s for s in samples if s.subject == test_speaker]}
         # train and val share the speaker by design; both must be speaker-disjoint from test
         check_leakage({"train": out["train"] + out["val"], "test": out["test"]})
         return out
