@@ -55,7 +55,7 @@ def _add_data_summary_and_prepare(dsub) -> None:
     p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
     p.add_argument("--data-root", help="the dataset's folder or the folder containing it (else $FER_BENCH_DATA)")
     p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds and validation carve")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and validation draw (sweeps use 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p = dsub.add_parser("prepare", help="detect/align faces (or decode media) once into the cache")
     p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
