@@ -1,4 +1,9 @@
-"""Training state save/load. Loads use ``weights_only=True``: no pickle from user paths."""
+"""Training state save/load. Loads use ``weights_only=True``: no pickle from user paths.
+
+A fitted scikit-learn head (a classic-head trial, or the fusion model's SVM) is saved beside
+``checkpoint.pt`` as ``head.skops``: skops stores it without pickle, and ``load_estimator`` loads it
+only when every type skops does not trust by default is in ``fer_models.classic.ALLOWED_TYPES``.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +14,7 @@ from pathlib import Path
 import torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
+HEAD_FILE = "head.skops"
 
 
 def save_checkpoint(directory: str | Path, *, model, optimizer=None, scheduler=None, scaler=None,
@@ -41,3 +47,35 @@ def load_checkpoint(directory: str | Path) -> dict:
     state["config"] = json.loads(state["config"])
     state["extra"] = json.loads(state.get("extra") or "{}")
     return state
+
+
+def save_estimator(directory: str | Path, estimator) -> Path:
+    """Write a fitted scikit-learn estimator as ``directory/head.skops`` (atomically)."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    sio.dump(estimator, tmp)
+    os.replace(tmp, directory / HEAD_FILE)
+    return directory / HEAD_FILE
+
+
+def has_estimator(directory: str | Path) -> bool:
+    path = Path(directory)
+    return (path if path.is_dir() else path.parent).joinpath(HEAD_FILE).is_file()
+
+
+def load_estimator(directory: str | Path):
+    """The estimator in ``directory/head.skops``; a file holding a type outside the allow-list is
+    refused before anything in it is built (``fer_models.classic.load_head``)."""
+    from fer_models.classic import load_head
+
+    from .errors import UserError
+
+    path = Path(directory)
+    try:
+        return load_head((path if path.is_dir() else path.parent) / HEAD_FILE)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

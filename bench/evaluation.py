@@ -20,6 +20,12 @@ def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, Tri
     num_classes = len(get_adapter(cfg.data.dataset).class_names)
     model = build_model(cfg, num_classes)
     model.load_state_dict(state["model"])
+    if not has_estimator(checkpoint_dir) and (getattr(model, "is_classic", False)
+                                              or cfg.model.kwargs.get("head") == "svm"):
+        from .errors import UserError
+
+        raise UserError(f"checkpoint {str(checkpoint_dir)!r} is a {cfg.model.name} with a scikit-learn head but holds "
+                        f"no fitted head (head.skops); it predates saved heads: train it again")
     if has_estimator(checkpoint_dir):  # a fitted scikit-learn head (classic model, fusion SVM)
         estimator = load_estimator(checkpoint_dir)
         if getattr(model, "is_classic", False):

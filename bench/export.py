@@ -80,10 +80,92 @@ class ExportReport:
 
 def why_not_exportable(model: nn.Module, cfg) -> str | None:
     """A sentence saying why this model cannot become an ONNX file, or None."""
-    if cfg.model.kwargs.get("head") == "svm":
-        return (f"{cfg.model.name} with model.head=svm cannot be exported: its SVM is a scikit-learn model fitted "
-                f"after training, not part of the network or the checkpoint")
+    estimator = sklearn_head(model)
+    if estimator is not None and len(estimator.classes_) != getattr(model, "num_classes", len(estimator.classes_)):
+        return (f"{cfg.model.name}'s scikit-learn head saw {len(estimator.classes_)} of the "
+                f"{model.num_classes} classes in training; its ONNX graph could not name the others")
     return None
+
+
+def sklearn_head(model: nn.Module):
+    """The fitted scikit-learn estimator of a classic head or a fusion SVM head, else None."""
+    if getattr(model, "is_classic", False):
+        return model.estimator
+    return getattr(model, "svc", None)
+
+
+class FeaturesOnly(nn.Module):
+    """The torch half of a model with a scikit-learn head: inputs -> the features the head reads."""
+
+    def __init__(self, model: nn.Module, input_names: list[str], nested: bool):
+        super().__init__()
+        self.model, self.input_names, self.nested = model, input_names, nested
+        self.network = model if getattr(model, "is_classic", False) else model.model
+
+    def forward(self, *tensors):
+        x = unflatten(dict(zip(self.input_names, tensors))) if self.nested else tensors[0]
+        return self.network.forward_features(x)
+
+
+def _sklearn_graph(model: nn.Module, sample_features: np.ndarray, opset: int):
+    """The head as ONNX (skl2onnx): input ``head_in`` (N x F float), output ``probabilities`` (no
+    ZipMap, so a plain N x K tensor)."""
+    from skl2onnx import to_onnx
+
+    estimator = sklearn_head(model)
+    options = {id(step): {"zipmap": False} for _, step in getattr(estimator, "steps", [])[-1:]}
+    options = options or {id(estimator): {"zipmap": False}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # skl2onnx reads SVC attributes sklearn 1.9 deprecates
+        graph = to_onnx(estimator, sample_features.astype(np.float32), options=options,
+                        target_opset={"": opset, "ai.onnx.ml": 3})
+    import onnx.compose
+
+    return onnx.compose.add_prefix(graph, "head_")
+
+
+def _export_with_sklearn_head(model: nn.Module, cfg, out: Path, opset: int, sample, names: list[str],
+                              nested: bool) -> None:
+    """torch (inputs -> features) and skl2onnx (features -> probabilities) merged into one graph
+    whose outputs are ``logits`` (log-probabilities, as the model returns) and ``features``."""
+    import io
+
+    import onnx
+    import onnx.compose
+    from onnx import TensorProto, helper
+
+    wrapper = FeaturesOnly(model, names, nested).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, tuple(flatten(sample).values()), buffer, input_names=names,
+                          output_names=["net_features"],
+                          dynamic_axes={n: {0: "batch"} for n in [*names, "net_features"]},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
+        features = wrapper(*flatten(sample).values()).numpy()
+    network = onnx.load_from_string(buffer.getvalue())
+    head = _sklearn_graph(model, features, opset)
+    head_input = head.graph.input[0].name
+    probs = next(o.name for o in head.graph.output if o.name.endswith("probabilities"))
+    network.ir_version = head.ir_version = max(network.ir_version, head.ir_version)
+    # the features stay an output too: an Identity copy the merge does not consume
+    network.graph.node.append(helper.make_node("Identity", ["net_features"], ["features"]))
+    network.graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                                              ["batch", features.shape[1]]))
+    merged = onnx.compose.merge_models(network, head, io_map=[("net_features", head_input)],
+                                       outputs=["features", probs])
+    graph = merged.graph
+    graph.node.extend([
+        helper.make_node("Constant", [], ["tiny"], value=helper.make_tensor("tiny", TensorProto.FLOAT, [], [1e-12])),
+        helper.make_node("Max", [probs, "tiny"], ["clamped"]),
+        helper.make_node("Log", ["clamped"], ["logits"]),
+    ])
+    del graph.output[:]
+    classes = len(sklearn_head(model).classes_)
+    graph.output.extend([helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes]),
+                         helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", features.shape[1]])])
+    onnx.checker.check_model(merged)
+    onnx.save(merged, str(out))
 
 
 def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPSET,
@@ -111,12 +193,16 @@ def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPS
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     axes = {n: {0: "batch"} for n in [*names, "logits", "features"]}
+    with_head = sklearn_head(model) is not None
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer chatter
-            torch.onnx.export(wrapper, tuple(flat.values()), str(out), input_names=names,
-                              output_names=["logits", "features"], dynamic_axes=axes, opset_version=opset,
-                              dynamo=False, do_constant_folding=True)
+        if with_head:
+            _export_with_sklearn_head(model, cfg, out, opset, sample, names, nested)
+        else:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer chatter
+                torch.onnx.export(wrapper, tuple(flat.values()), str(out), input_names=names,
+                                  output_names=["logits", "features"], dynamic_axes=axes, opset_version=opset,
+                                  dynamo=False, do_constant_folding=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{cfg.model.name} cannot be exported to ONNX: {first}") from None
@@ -127,7 +213,12 @@ def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPS
         with torch.no_grad():
             ref = model(unflatten(x) if nested else x["input"])
         got_logits, got_features = session.run(["logits", "features"], {k: v.numpy() for k, v in x.items()})
-        logits_diff = max(logits_diff, float(np.abs(got_logits - ref["logits"].numpy()).max()))
+        if with_head:  # compared as probabilities: the log of a near-zero one magnifies float32 rounding
+            got_logits, want = np.exp(got_logits), ref["logits"].double().exp().numpy()
+        else:
+            want = ref["logits"].numpy()
+        logits_diff = max(logits_diff, float(np.abs(got_logits - want).max()))
         features_diff = max(features_diff, float(np.abs(got_features - ref["features"].numpy()).max()))
+    notes = ["scikit-learn head converted by skl2onnx; logits parity checked on probabilities"] if with_head else []
     return ExportReport(out, cfg.model.name, names, logits_diff, features_diff, list(batch_sizes),
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, notes)

@@ -154,10 +154,7 @@ class Predictor:
 
         if fps < 0:
             raise UserError(f"--fps must be >= 0 (0 = every frame), got {fps}")
-        model, cfg, state = load_trained_model(checkpoint_dir)
-        if cfg.model.kwargs.get("head") == "svm":
-            raise UserError(f"{cfg.model.name} with model.head=svm cannot predict from the checkpoint alone: "
-                            f"its SVM is fitted on training features by the benchmark stage and not saved")
+        model, cfg, state = load_trained_model(checkpoint_dir)  # with its scikit-learn head, if any
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.cfg = cfg
@@ -166,7 +163,7 @@ class Predictor:
         self.spec = model.input_spec
         self.kind = self.spec.modality
         self.fps = fps
-        # the checkpoint may carry the threshold its benchmark chose; else every clip counts
+        # the threshold chosen on the validation clips (clip datasets); else every part counts
         self.threshold = threshold if threshold is not None else float(state["extra"].get("clip_threshold", 0.0))
         self.cache_dir, self.data_root = Path(cache_dir), data_root or cfg.data.data_root
         self.notes: list[str] = []
@@ -229,51 +226,67 @@ class Predictor:
 
     # -- voice --
 
-    def voice_features(self, wave: np.ndarray) -> np.ndarray:
-        """(bins, frames) log-mel or MFCC of the whole wave, as ``data prepare`` computes them."""
+    def voice_request(self) -> tuple[dict, int | None, bool]:
+        """(feature params, frames per window or None for one vector per file, channel dim)."""
         from .data.media_dataset import voice_request
 
-        params, _, _ = voice_request(self.voice_spec)
-        spec = audio_prep.log_mel(wave, params["sample_rate"], params["n_mels"], params["n_fft"], params["hop"])
-        return spec if params["kind"] == "logmel" else audio_prep.mfcc(log_mel_spec=spec, n_mfcc=params["n_bins"])
+        return voice_request(self.voice_spec, self.cache_dir)
+
+    def voice_features(self, wave: np.ndarray) -> np.ndarray:
+        """The wave's features as ``data prepare`` computes them: (bins, frames) for spectral/LLD
+        inputs, one (D,) or (L, D) array for functionals and encoder layers (of the wave capped at
+        the training length, as in training)."""
+        params, frames, _ = self.voice_request()
+        if frames is None and "max_seconds" in params:
+            limit = int(params["max_seconds"] * params["sample_rate"])
+            wave = audio_prep.fix_length(wave, limit) if len(wave) > limit else wave
+        return audio_prep.features_from_wave(wave, params)
 
     def voice_norm(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The training split's per-bin mean/std (what the model was trained on), read through the
-        prep cache; when that data is not here, this input's own statistics, with a note."""
+        """The training split's statistics (what the model was trained on), read through the prep
+        cache; when that data is not here, this input's own statistics, with a note. A model trained
+        with speaker normalisation gets the training statistics of the raw features: one new file has
+        no speaker statistics of its own (noted)."""
         if self._voice_norm is None:
             from .data import load_splits
-            from .data.media_dataset import voice_request
-            from .data.tensors import feature_stats
+            from .data.tensors import feature_stats, vector_stats
 
-            params, _, _ = voice_request(self.voice_spec)
+            params, frames, _ = self.voice_request()
+            if self.voice_spec.extras.get("speaker_norm"):
+                self.notes.append("the model was trained on speaker-normalised features; a single input has no "
+                                  "speaker statistics, so it is standardised with the training split's statistics")
             try:
                 _, _, splits = load_splits(self.cfg.data.dataset, self.cfg.data.fold, self.data_root, self.cache_dir)
                 train = [audio_prep.cached_features(Path(s.meta.get("audio", s.path)), self.cache_dir, params,
                                                     s.meta.get("audio_sha256" if "audio" in s.meta else "sha256"))
                          for s in splits["train"]]
-                self._voice_norm = feature_stats(train)
+                self._voice_norm = vector_stats(train) if frames is None else feature_stats(train)
             except (UserError, MediaError, OSError) as exc:
                 self.notes.append(f"the training data of {self.cfg.data.dataset!r} is not available ({exc}); voice "
                                   f"features are standardised with each input's own statistics instead")
+                if frames is None:
+                    return np.zeros_like(features, dtype=np.float32), np.ones_like(features, dtype=np.float32)
                 return feature_stats([features])
         return self._voice_norm
 
     def voice_windows(self, features: np.ndarray, starts: list[int]) -> torch.Tensor:
-        from .data.media_dataset import voice_request
-        from .data.tensors import voice_to_tensor
+        from .data.tensors import vectors_to_tensor, voice_to_tensor
 
-        params, frames, channel_dim = voice_request(self.voice_spec)
-        silence = audio_prep.silence_column(params["kind"], params["n_bins"], params["n_mels"])
+        params, frames, channel_dim = self.voice_request()
         mean, std = self.voice_norm(features)
+        if frames is None:  # one vector per file: every "window" is the whole input
+            return vectors_to_tensor([features] * len(starts), mean, std)
+        if params["kind"] in ("logmel", "mfcc"):
+            silence = audio_prep.silence_column(params["kind"], params["n_bins"], params["n_mels"])
+        else:  # low-level descriptors: padded with the train mean, as in training
+            silence = mean
         windows = [features[:, s:s + frames] for s in starts]
         return voice_to_tensor(windows, frames, silence, mean, std, channel_dim)
 
     def window_starts(self, length: int) -> list[int]:
         """Windows of the model's frame count, half-overlapping, the last one flush with the end."""
-        from .data.media_dataset import voice_request
-
-        frames = voice_request(self.voice_spec)[1]
-        if length <= frames:
+        frames = self.voice_request()[1]
+        if frames is None or length <= frames:
             return [0]
         starts = list(range(0, length - frames + 1, max(frames // 2, 1)))
         return starts + ([length - frames] if starts[-1] != length - frames else [])
@@ -336,11 +349,14 @@ def predict_image(predictor: Predictor, path: Path) -> dict:
 def predict_audio(predictor: Predictor, path: Path) -> dict:
     if predictor.kind != "voice":
         raise MediaError(f"{path.name} is audio only; {predictor.name} is a {predictor.kind} model and needs pictures")
-    features = predictor.voice_features(predictor.load_wave(path))
-    starts = predictor.window_starts(features.shape[1])
+    wave = predictor.load_wave(path)
+    features = predictor.voice_features(wave)
+    starts = predictor.window_starts(features.shape[1] if features.ndim == 2 else 0)
     probs = predictor.probabilities(predictor.voice_windows(features, starts))
-    hop_s = audio_prep.HOP / (predictor.voice_spec.sample_rate or audio_prep.SAMPLE_RATE)
-    frames_per_window = _window_frames(predictor)
+    rate = predictor.voice_spec.sample_rate or audio_prep.SAMPLE_RATE
+    hop_s = audio_prep.HOP / rate
+    # one vector per file (functionals, encoder layers): the one "window" is the whole wave
+    frames_per_window = _window_frames(predictor) or len(wave) / rate / hop_s
     segments = []
     for i, (start, p) in enumerate(zip(starts, probs)):
         label, named = predictor.describe(p)
@@ -349,10 +365,8 @@ def predict_audio(predictor: Predictor, path: Path) -> dict:
     return {"frames": segments, **predictor.clip_summary(list(probs))}
 
 
-def _window_frames(predictor: Predictor) -> int:
-    from .data.media_dataset import voice_request
-
-    return voice_request(predictor.voice_spec)[1]
+def _window_frames(predictor: Predictor) -> int | None:
+    return predictor.voice_request()[1]
 
 
 class FrameSink(Protocol):
@@ -383,6 +397,8 @@ def predict_video(predictor: Predictor, path: Path, sink_for: SinkFactory | None
         frames_per_window = _window_frames(predictor)
 
     def window_at(t: float) -> int:  # the audio window centred on the frame's time
+        if not frames_per_window:  # one vector per file: every frame hears the whole track
+            return 0
         start = int(round(t / hop_s)) - frames_per_window // 2
         return int(np.clip(start, 0, max(features.shape[1] - frames_per_window, 0)))
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import fer_models
 
-from .checkpoint import save_checkpoint
+from .checkpoint import save_checkpoint, save_estimator
 from .data import create_dataset
 from .engine import evaluate, grad_scaler, latency_ms, predict, train_one_epoch
 from .spec import TrialConfig
@@ -43,7 +43,12 @@ def build_model(cfg: TrialConfig, num_classes: int) -> torch.nn.Module:
     kwargs = dict(cfg.model.kwargs)
     if cfg.data.image_size and "image_size" not in kwargs:
         kwargs["image_size"] = cfg.data.image_size
-    return fer_models.create_model(cfg.model.name, num_classes=num_classes, **kwargs)
+    try:
+        return fer_models.create_model(cfg.model.name, num_classes=num_classes, **kwargs)
+    except fer_models.ModelConfigError as exc:  # a bad head kwarg (kernel, C): a config error, not a fault
+        from .errors import UserError
+
+        raise UserError(str(exc)) from None
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -151,7 +156,13 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     """
     cfg = TrialConfig.from_flat(config)
     seed_everything(cfg.train.seed)
+    from . import classic_trial
+
+    if classic_trial.is_classic(cfg):  # a scikit-learn head: fitted once, one report
+        return classic_trial.run_classic_trial(cfg, config, cache_dir=Path(cache_dir), report=report,
+                                               data_root=data_root)
     parts = build_parts(cfg, Path(cache_dir), data_root)
+    clip_ids = classic_trial.val_clip_ids(cfg, Path(cache_dir), data_root, parts.val_loader.dataset)
     start_epoch = 0
     if resume_state is not None:
         parts.model.load_state_dict(resume_state["model"])
@@ -185,6 +196,14 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
                                 scheduler=parts.scheduler)
         val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
                        channels_last=cfg.train.channels_last)
+        svm = None
+        if getattr(bare_model, "head_type", "linear") == "svm":  # the fusion SVM head: its metrics count
+            svm, scored_head, val = classic_trial.fit_fusion_svm(
+                bare_model, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
+                seed=cfg.train.seed)
+        clip = classic_trial.clip_threshold_extra(cfg, Path(cache_dir), data_root, None,
+                                                  scored_head if svm is not None else bare_model,
+                                                  parts.val_loader, parts.device, clip_ids) if clip_ids else {}
         if getattr(bare_model, "identity_aware", False):
             val["identity_leakage"] = identity_leakage_probe(bare_model, parts.val_loader, parts.device)
         if latency is None:
@@ -198,6 +217,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "val/uar": val["uar"],
             "val/macro_f1": val["macro_f1"],
             **({"val/identity_leakage": val["identity_leakage"]} if "identity_leakage" in val else {}),
+            **({"val/clip_uar": clip["val_clip_uar"]} if clip else {}),
             "params": params,
             "latency_ms": latency,
             "epoch_s": time.perf_counter() - t0,
@@ -205,5 +225,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
             save_checkpoint(tmp, model=bare_model, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, epoch=epoch, config=config,
-                            extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}})
+                            extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}, **clip})
+            if svm is not None:
+                save_estimator(tmp, svm)
             report(metrics, Path(tmp))

@@ -1,6 +1,7 @@
 """fer_models: the model zoo. Never imports ``bench`` or Ray."""
-from . import face, fusion, mic, video, voice  # noqa: F401  (registers models)
+from . import classic, face, fusion, mic, video, voice  # noqa: F401  (registers models)
 from .aggregate import aggregate_clips
+from .classic import ModelConfigError
 from .examples import example_inputs
 from .registry import (
     UnknownModelError,
@@ -16,6 +17,7 @@ from .spec import InputSpec
 __all__ = [
     "InputSpec",
     "aggregate_clips",
+    "ModelConfigError",
     "example_inputs",
     "UnknownModelError",
     "create_model",

@@ -12,10 +12,12 @@
 Encoders come from the registry (``visual="cnn_lstm"``, ``visual_kwargs={...}``) or from a
 bench checkpoint (``visual_checkpoint=PATH``), and can be frozen.
 
-SVM head (``head="svm"``): training is the same as for the linear head; afterwards the benchmark
-stage extracts ``forward_features`` of the trained (frozen) model on the training split, fits
-``fit_svm_head(features, labels, svm_kernel, svm_c)`` and evaluates ``SVMHeadModel(model, svc)``
-on test. The model only records the choice (``model.head_type``, ``svm_kernel``, ``svm_c``).
+SVM head (``head="svm"``): the network trains as with the linear head; after each epoch bench's
+trial extracts ``forward_features`` of the (frozen) network on the training split, fits
+``fit_svm_head(features, labels, svm_kernel, svm_c)`` (``classic.make_estimator``: scaler +
+Platt-calibrated SVC) and reports the validation metrics of ``SVMHeadModel(model, svm)``; the
+checkpoint keeps the SVM as ``head.skops``. The model records the choice (``model.head_type``,
+``svm_kernel``, ``svm_c``), checked when it is built.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import FerModel
+from .classic import HEAD_FILE, ModelConfigError, check_kernel, load_head, make_estimator, probabilities
 from .registry import create_model, register_model
 from .spec import InputSpec
 
@@ -61,6 +64,8 @@ def load_checkpoint_model(path: str | Path, num_classes: int) -> FerModel:
         raise ValueError(f"checkpoint {str(file)!r} does not fit {config['model.name']!r}: "
                          f"missing or mismatched {skipped[:3]}")
     model.load_state_dict(usable, strict=False)
+    if getattr(model, "is_classic", False) and (file.parent / HEAD_FILE).is_file():
+        model.set_estimator(load_head(file.parent / HEAD_FILE))  # a classic head's fitted estimator
     return model
 
 
@@ -83,7 +88,12 @@ class AVFusion(FerModel):
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
         if head not in ("linear", "svm"):
-            raise ValueError(f"head must be 'linear' or 'svm', got {head!r}")
+            raise ModelConfigError(f"model.head must be 'linear' or 'svm', got {head!r}")
+        if head == "svm":  # a bad kernel or C fails here, before any epoch is spent
+            make_estimator("svm", kernel=svm_kernel, C=svm_c, keys={"kernel": "svm_kernel", "C": "svm_c"})
+            if fusion == "late":
+                raise ModelConfigError("model.head=svm needs a fused feature vector; late fusion mixes the "
+                                       "encoders' own heads (use early, gated or cross_attention)")
         visual_kwargs = dict(visual_kwargs or {})
         if image_size is not None and not visual_checkpoint:  # bench passes data.image_size to the model
             visual_kwargs.setdefault("image_size", image_size)
@@ -170,12 +180,15 @@ def av_fusion(num_classes: int, **kwargs) -> AVFusion:
 
 
 def fit_svm_head(features, labels, kernel: str = "rbf", C: float = 1.0, seed: int = 0):
-    """A fitted ``sklearn.svm.SVC(probability=True)`` on frozen fused features (N x F, N labels)."""
-    from sklearn.svm import SVC
+    """A fitted ``Pipeline(StandardScaler, CalibratedClassifierCV(SVC))`` on frozen fused features
+    (N x F, N labels); ``classic.make_estimator`` names the keys ``model.svm_kernel``/``model.svm_c``."""
+    from .classic import fit_estimator
 
     x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
     y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    return SVC(kernel=kernel, C=C, probability=True, random_state=seed).fit(x, y)
+    estimator = make_estimator("svm", kernel=check_kernel("svm_kernel", kernel), C=C, seed=seed,
+                               keys={"kernel": "svm_kernel", "C": "svm_c"})
+    return fit_estimator(estimator, x, y)
 
 
 class SVMHeadModel(nn.Module):
@@ -199,7 +212,6 @@ class SVMHeadModel(nn.Module):
     @torch.no_grad()
     def forward(self, x) -> dict:
         features = self.model.forward_features(x)
-        probs = np.zeros((features.shape[0], self.num_classes), dtype=np.float64)
-        probs[:, self.svc.classes_.astype(int)] = self.svc.predict_proba(features.cpu().numpy())
+        probs = probabilities(self.svc, features.cpu().numpy(), self.num_classes)
         logits = torch.from_numpy(probs).to(features).clamp_min(1e-12).log()
         return {"logits": logits, "features": features, "aux_losses": {}}

@@ -44,11 +44,12 @@ def test_onnx_matches_pytorch_at_two_batch_sizes(tmp_path, name, dataset, image_
     assert report.ok and report.max_abs_diff < PARITY_TOLERANCE and report.features_max_abs_diff < PARITY_TOLERANCE
 
 
-def test_cli_prints_the_difference_and_refuses_an_svm_head(tmp_path, capsys):
+def test_cli_prints_the_difference_and_refuses_an_svm_head_without_its_svm(tmp_path, capsys):
     ckpt = _checkpoint(tmp_path / "cnn", "fer_cnn", "synthetic", 48)
     assert main(["export", str(ckpt), "--onnx", str(tmp_path / "cnn.onnx")]) == 0
     assert "max abs difference" in capsys.readouterr().out
+    # head=svm whose SVM was never fitted/saved: exporting the linear head instead would be wrong
     svm = _checkpoint(tmp_path / "svm", "av_fusion", "synthetic-av", 48, head="svm")
-    with pytest.raises(UserError, match="SVM is a scikit-learn model"):
+    with pytest.raises(UserError, match="no fitted head"):
         export_onnx(svm, tmp_path / "svm.onnx")
     assert main(["export", str(tmp_path / "nothing"), "--onnx", str(tmp_path / "x.onnx")]) == 2
