@@ -18,11 +18,14 @@ HEAD_FILE = "head.skops"
 
 
 def save_checkpoint(directory: str | Path, *, model, optimizer=None, scheduler=None, scaler=None,
-                    epoch: int, config: dict, extra: dict | None = None) -> Path:
+                    epoch: int, config: dict, extra: dict | None = None, train_model=None) -> Path:
+    """``model`` is what evaluation loads (the EMA weights when ``train.ema`` is on);
+    ``train_model``, when given, the weights the optimizer steps (what a resumed trial continues)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.state_dict(),
+        **({"train_model": train_model.state_dict()} if train_model is not None else {}),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,

@@ -52,7 +52,9 @@ def grad_scaler(device, amp: bool, dtype: torch.dtype | None = None) -> torch.am
 
 def train_one_epoch(model, loader, task, optimizer, *, device="cpu", scaler=None, amp: bool = False,
                     grad_clip: float = 0.0, channels_last: bool = False, scheduler=None,
-                    amp_dtype: torch.dtype | None = None) -> dict:
+                    amp_dtype: torch.dtype | None = None, batch_transform=None, ema=None) -> dict:
+    """One pass over ``loader``. ``batch_transform(inputs, target)`` may mix a batch (mixup:
+    soft targets for the task); ``ema`` (timm ``ModelEmaV3``) is updated after every step."""
     model.train()
     device = torch.device(device)
     amp_dtype = amp_dtype or autocast_dtype(device)
@@ -62,6 +64,8 @@ def train_one_epoch(model, loader, task, optimizer, *, device="cpu", scaler=None
     for step, (inputs, target) in enumerate(loader, 1):
         inputs = _channels_last(_to_device(inputs, device), channels_last)
         target = target.to(device, non_blocking=True)
+        if batch_transform is not None:
+            inputs, target = batch_transform(inputs, target)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             out = task(model(inputs), target)
         loss = out["loss"]
@@ -82,6 +86,8 @@ def train_one_epoch(model, loader, task, optimizer, *, device="cpu", scaler=None
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update(model)
         n = target.shape[0]
         total_loss += loss.detach().float() * n
         seen += n
@@ -113,15 +119,26 @@ def latency_ms(model, batch, *, device="cpu", repeats: int = 10) -> float:
     return 1000 * (time.perf_counter() - start) / repeats
 
 
+def forward_tta(model, inputs, tta: bool = False) -> dict:
+    """``model(inputs)``; with ``tta``, the logits and features are the mean of the image's and its
+    horizontal mirror's (faces are near-symmetric, so the mirror is a second view of the same face)."""
+    out = model(inputs)
+    if not tta or not isinstance(inputs, torch.Tensor) or inputs.ndim != 4:
+        return out
+    mirrored = model(inputs.flip(-1))
+    return {**out, "logits": (out["logits"] + mirrored["logits"]) / 2,
+            "features": (out["features"] + mirrored["features"]) / 2}
+
+
 @torch.no_grad()
-def predict(model, loader, *, device="cpu", channels_last: bool = False):
+def predict(model, loader, *, device="cpu", channels_last: bool = False, tta: bool = False):
     """Return (probabilities N x K, targets N, features N x D) over a loader."""
     model.eval()
     device = torch.device(device)
     probs, targets, feats = [], [], []
     for inputs, target in loader:
         inputs = _channels_last(_to_device(inputs, device), channels_last)
-        out = model(inputs)
+        out = forward_tta(model, inputs, tta)
         probs.append(out["logits"].float().softmax(-1).cpu())
         feats.append(out["features"].float().cpu())
         targets.append(target)
@@ -129,8 +146,9 @@ def predict(model, loader, *, device="cpu", channels_last: bool = False):
 
 
 @torch.no_grad()
-def evaluate(model, loader, task, *, device="cpu", channels_last: bool = False) -> dict:
-    """Loss and classification metrics (accuracy, UAR, macro-F1, confusion) over a loader."""
+def evaluate(model, loader, task, *, device="cpu", channels_last: bool = False, tta: bool = False) -> dict:
+    """Loss and classification metrics (accuracy, UAR, macro-F1, confusion) over a loader;
+    ``tta``: of the mean logits of each image and its mirror."""
     model.eval()
     device = torch.device(device)
     total_loss, seen = 0.0, 0
@@ -139,7 +157,7 @@ def evaluate(model, loader, task, *, device="cpu", channels_last: bool = False) 
     for inputs, target in loader:
         inputs = _channels_last(_to_device(inputs, device), channels_last)
         target = target.to(device)
-        out = task(model(inputs), target)
+        out = task(forward_tta(model, inputs, tta), target)
         logits = out["logits"]
         num_classes = logits.shape[-1]
         total_loss += out["loss"].item() * target.shape[0]

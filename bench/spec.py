@@ -25,6 +25,13 @@ class DataConfig:
     augment: bool = True
     data_root: str | None = None
     cache_dir: str | None = None
+    # timm's recipe (face images; defaults keep the plain flip + shift): a RandAugment string
+    # ("rand-m9-mstd0.5", "none"), random-erasing probability, mixup/cutmix Beta alphas (0 = off)
+    auto_augment: str = "none"
+    re_prob: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    tta: bool = False  # average the logits of the image and its mirror at evaluation (val and test)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     channels_last: bool = False
     num_workers: int = 0
+    ema: bool = False  # timm ModelEmaV3 of the weights; validation and checkpoints use it
+    ema_decay: float = 0.995
 
 
 @dataclass(frozen=True)

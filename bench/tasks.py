@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 
 class Classification(nn.Module):
-    """Cross-entropy (optionally class-weighted, label-smoothed) plus the model's aux losses."""
+    """Cross-entropy (optionally class-weighted, label-smoothed; class indices or soft N x K
+    targets) plus the model's aux losses."""
 
     def __init__(self, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0):
         super().__init__()
@@ -17,8 +18,9 @@ class Classification(nn.Module):
 
     def forward(self, output: dict, target: torch.Tensor) -> dict:
         logits = output["logits"]
-        ce = F.cross_entropy(logits.float(), target, weight=self.class_weights,
-                             label_smoothing=self.label_smoothing)
+        # soft targets (N x K probabilities from mixup/cutmix) already carry their label smoothing
+        smoothing = 0.0 if target.is_floating_point() else self.label_smoothing
+        ce = F.cross_entropy(logits.float(), target, weight=self.class_weights, label_smoothing=smoothing)
         aux = output.get("aux_losses") or {}
         loss = ce + sum(aux.values()) if aux else ce
         return {"loss": loss, "ce": ce.detach(), "logits": logits,

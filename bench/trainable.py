@@ -65,6 +65,8 @@ class TrialParts:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler | None
     device: torch.device
+    mixup: Callable | None = None  # batch transform: timm Mixup/CutMix with soft targets
+    ema: CountingEma | None = None  # train.ema
 
 
 def _num_classes(dataset_name: str) -> int:
@@ -83,6 +85,7 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec,
                                augment=cfg.data.augment, seed=cfg.train.seed, **common)
     val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, **common)
+    apply_recipe(cfg, train_set, model.input_spec)
     pin = device.type == "cuda"
     generator = torch.Generator().manual_seed(cfg.train.seed)
     train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
@@ -99,7 +102,74 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     steps = cfg.train.max_epochs * max(len(train_loader), 1)
     scheduler = create_scheduler(cfg, optimizer, steps, max(len(train_loader), 1))
     scaler = grad_scaler(device, cfg.train.amp)
-    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device)
+    mixup = SeededMixup(cfg, train_set.num_classes) if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else None
+    ema = CountingEma(model, cfg.train.ema_decay) if cfg.train.ema else None
+    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema)
+
+
+def apply_recipe(cfg: TrialConfig, train_set, input_spec) -> None:
+    """Hand timm's RandAugment / random erasing to the training set (face images only)."""
+    from .data.tensors import FaceRecipe
+    from .errors import UserError
+
+    wanted = cfg.data.auto_augment.lower() not in ("none", "") or cfg.data.re_prob > 0
+    if not wanted or not cfg.data.augment:
+        return
+    if not hasattr(train_set, "set_recipe"):
+        raise UserError(f"data.auto_augment / data.re_prob apply to face images; dataset "
+                        f"{cfg.data.dataset!r} is not one: set them to 'none' / 0")
+    train_set.set_recipe(FaceRecipe(cfg.data.auto_augment, cfg.data.re_prob,
+                                    mean=input_spec.mean, std=input_spec.std))
+
+
+class SeededMixup:
+    """timm's ``Mixup`` (mixup and/or cutmix, label smoothing folded into the soft targets) with
+    its own NumPy RNG, reseeded per epoch like the data's augmentation (exact resume). timm needs an
+    even batch: an odd batch's last sample passes unmixed with its smoothed one-hot target."""
+
+    def __init__(self, cfg: TrialConfig, num_classes: int):
+        from timm.data import Mixup
+
+        self.mix = Mixup(mixup_alpha=cfg.data.mixup, cutmix_alpha=cfg.data.cutmix,
+                         label_smoothing=cfg.train.label_smoothing, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.rng = np.random.RandomState(0)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.RandomState(seed % 2**32)
+
+    def __call__(self, inputs: torch.Tensor, target: torch.Tensor):
+        from timm.data.mixup import mixup_target
+
+        saved = np.random.get_state()
+        np.random.set_state(self.rng.get_state())
+        try:
+            even = len(inputs) - len(inputs) % 2
+            mixed, soft = self.mix(inputs[:even].clone(), target[:even]) if even else (inputs[:0], None)
+        finally:
+            self.rng.set_state(np.random.get_state())
+            np.random.set_state(saved)
+        if even == len(inputs):
+            return mixed, soft
+        rest = mixup_target(target[even:], self.num_classes, 1.0, self.mix.label_smoothing)
+        return torch.cat([mixed, inputs[even:]]), rest if soft is None else torch.cat([soft, rest])
+
+
+class CountingEma:
+    """timm's ``ModelEmaV3`` with its decay warmed up over the steps it has seen (short runs on
+    small datasets take a few hundred steps; a fixed 0.999 would still remember the random
+    initialisation), capped at ``train.ema_decay``. ``module`` is the averaged model."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        from timm.utils import ModelEmaV3
+
+        self.ema = ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=3 / 4)
+        self.module = self.ema.module
+        self.steps = 0
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.ema.update(getattr(model, "module", model), step=self.steps)  # never DDP's wrapper
+        self.steps += 1
 
 
 def create_optimizer(cfg: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -165,7 +235,11 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     clip_ids = classic_trial.val_clip_ids(cfg, Path(cache_dir), data_root, parts.val_loader.dataset)
     start_epoch = 0
     if resume_state is not None:
-        parts.model.load_state_dict(resume_state["model"])
+        # with EMA, "model" holds the averaged weights and "train_model" the ones being trained
+        parts.model.load_state_dict(resume_state.get("train_model", resume_state["model"]))
+        if parts.ema is not None:
+            parts.ema.module.load_state_dict(resume_state["model"])
+            parts.ema.steps = (resume_state["epoch"] + 1) * max(len(parts.train_loader), 1)
         parts.optimizer.load_state_dict(resume_state["optimizer"])
         if parts.scheduler is not None and resume_state.get("scheduler"):
             parts.scheduler.load_state_dict(resume_state["scheduler"])
@@ -190,22 +264,27 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         reseed = getattr(parts.train_loader.dataset, "reseed", None)
         if reseed is not None:
             reseed(cfg.train.seed * 100_003 + epoch)
+        if parts.mixup is not None:
+            parts.mixup.reseed(cfg.train.seed * 100_003 + epoch)
         train = train_one_epoch(parts.model, parts.train_loader, parts.task, parts.optimizer,
                                 device=parts.device, scaler=parts.scaler, amp=cfg.train.amp,
                                 grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
-                                scheduler=parts.scheduler)
-        val = evaluate(parts.model, parts.val_loader, parts.task, device=parts.device,
-                       channels_last=cfg.train.channels_last)
+                                scheduler=parts.scheduler, batch_transform=parts.mixup, ema=parts.ema)
+        # what validation scores and checkpoints hold: the EMA weights when train.ema is on
+        scored = parts.ema.module if parts.ema is not None else parts.model
+        val = evaluate(scored, parts.val_loader, parts.task, device=parts.device,
+                       channels_last=cfg.train.channels_last, tta=cfg.data.tta)
+        scored_bare = getattr(scored, "module", scored)
         svm = None
-        if getattr(bare_model, "head_type", "linear") == "svm":  # the fusion SVM head: its metrics count
+        if getattr(scored_bare, "head_type", "linear") == "svm":  # the fusion SVM head: its metrics count
             svm, scored_head, val = classic_trial.fit_fusion_svm(
-                bare_model, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
+                scored_bare, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
                 seed=cfg.train.seed)
         clip = classic_trial.clip_threshold_extra(cfg, Path(cache_dir), data_root, None,
-                                                  scored_head if svm is not None else bare_model,
+                                                  scored_head if svm is not None else scored_bare,
                                                   parts.val_loader, parts.device, clip_ids) if clip_ids else {}
-        if getattr(bare_model, "identity_aware", False):
-            val["identity_leakage"] = identity_leakage_probe(bare_model, parts.val_loader, parts.device)
+        if getattr(scored_bare, "identity_aware", False):
+            val["identity_leakage"] = identity_leakage_probe(scored_bare, parts.val_loader, parts.device)
         if latency is None:
             latency = latency_ms(bare_model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
@@ -223,8 +302,9 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "epoch_s": time.perf_counter() - t0,
         }
         with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
-            save_checkpoint(tmp, model=bare_model, optimizer=parts.optimizer, scheduler=parts.scheduler,
+            save_checkpoint(tmp, model=scored_bare, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, epoch=epoch, config=config,
+                            train_model=bare_model if parts.ema is not None else None,
                             extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}, **clip})
             if svm is not None:
                 save_estimator(tmp, svm)
