@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_summary_and_prepare(dsub)
     _add_predict_and_export(sub)
     p = sub.add_parser("perf", help="measured speed ratios (trainer, Ray, ASHA, cache, loader, video, GPU)")
-    p.add_argument("name", choices=["trainer", "ray", "asha", "cache", "loader", "video", "gpu", "all"])
+    p.add_argument("name", choices=["trainer", "ray", "asha", "search", "cache", "loader", "video", "gpu", "all"])
     p.add_argument("--size", choices=["tiny", "full"], default="full", help="tiny: seconds, to check it runs")
     p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the ratios, machine, detail)")
@@ -315,9 +315,9 @@ def _export(args) -> int:
 def _perf(args) -> int:
     from .perf.runner import format_text, run
 
-    result = run(args.name, args.size, args.cache_dir)
+    result = run(args.name, args.size, args.cache_dir, progress=True)
     print(json.dumps(result, indent=2, default=str) if args.json else format_text(result))
-    return 0
+    return 130 if result.get("interrupted") else 0
 
 
 def main(argv: list[str] | None = None) -> int:
