@@ -37,6 +37,14 @@ def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, Tri
     return model.eval(), cfg, state
 
 
+def head_size(model) -> int:
+    """Numbers a fitted scikit-learn head holds (support vectors, coefficients), else 0."""
+    from .classic_trial import estimator_size
+
+    estimator = model.estimator if getattr(model, "is_classic", False) else getattr(model, "svc", None)
+    return estimator_size(estimator) if estimator is not None else 0
+
+
 def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Path,
                         data_root: str | None = None) -> dict:
     """Metrics of the checkpoint's model on ``split`` of its own dataset and fold."""
@@ -53,7 +61,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
     metrics["split_sizes"] = {name: len(samples) for name, samples in splits.items()}
     metrics["epoch"] = int(state.get("epoch", -1)) + 1  # 1-based, as trials report it: what reproduce re-runs to
-    metrics["params"] = count_params(model)
+    metrics["params"] = count_params(model) + head_size(model)
     # the same batch-1 probe trials report as latency_ms; it slices one sample before moving it
     metrics["inference_ms_per_sample"] = latency_ms(model, dataset.inputs, device=device, repeats=20)
     return metrics
