@@ -88,7 +88,9 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     apply_recipe(cfg, train_set, model.input_spec)
     pin = device.type == "cuda"
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=False,
+    # a last batch of one sample breaks BatchNorm in training mode (fer_cnn's dense layer): drop it
+    lone = len(train_set) % cfg.train.batch_size == 1
+    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=lone,
                               num_workers=cfg.train.num_workers, pin_memory=pin, generator=generator,
                               persistent_workers=cfg.train.num_workers > 0)
     # its own generator: every DataLoader iterator otherwise draws a seed from the global RNG, and

@@ -13,20 +13,31 @@ from .spec import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 
 class FerCNN(FerModel):
-    """conv32-pool-conv64-pool-dense128-dropout-dense on 48x48 grey faces (the FER2013 baseline)."""
+    """conv32-pool-conv64-pool-dense128-dropout-dense on 48x48 grey faces (the FER2013 baseline).
+
+    Capacity knobs (defaults = the baseline above): ``blocks`` conv-pool stages whose channels
+    double from ``width``; ``convs`` 3x3 convs per stage (2 = the VGG-style FER nets)."""
 
     def __init__(self, num_classes: int, image_size: int = 48, in_chans: int = 1,
-                 dropout: float = 0.5, hidden: int = 128):
+                 dropout: float = 0.5, hidden: int = 128, blocks: int = 2, width: int = 32, convs: int = 1):
         super().__init__()
+        if not 1 <= blocks <= 5 or image_size // 2 ** blocks < 1:
+            raise ValueError(f"blocks must be 1-5 and leave at least 1 pixel of a {image_size}px input, got {blocks}")
+        if convs not in (1, 2, 3) or width < 1:
+            raise ValueError(f"convs must be 1-3 and width positive, got convs={convs}, width={width}")
         self.input_spec = InputSpec("face", (in_chans, image_size, image_size),
                                     mean=(0.5,) * in_chans, std=(0.5,) * in_chans)
-        self.features = nn.Sequential(
-            nn.Conv2d(in_chans, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
-        flat = 64 * (image_size // 4) ** 2
+        layers: list[nn.Module] = []
+        channels_in = in_chans
+        for stage in range(blocks):
+            channels = width * 2 ** stage
+            for _ in range(convs):
+                layers += [nn.Conv2d(channels_in, channels, 3, padding=1), nn.BatchNorm2d(channels),
+                           nn.ReLU(inplace=True)]
+                channels_in = channels
+            layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        flat = channels_in * (image_size // 2 ** blocks) ** 2
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_classes)

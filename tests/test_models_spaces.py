@@ -12,7 +12,8 @@ import torch
 from bench.spaces import builtin_space_path, load_space
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
-ZOO_SPACES = ["face.yaml", "face/synthetic.yaml", "video.yaml", "video/synthetic-video.yaml", "mic.yaml",
+ZOO_SPACES = ["face.yaml", "face/synthetic.yaml", "face/ckplus.yaml", "face/jaffe.yaml", "face/fer2013.yaml",
+              "face/ferplus.yaml", "face/raf.yaml", "video.yaml", "video/synthetic-video.yaml", "mic.yaml",
               "mic/synthetic-video.yaml", "voice.yaml", "voice/synthetic-voice.yaml", "fusion.yaml",
               "fusion/synthetic-av.yaml"]
 
@@ -22,15 +23,29 @@ def test_space_loads(relative):
     space = load_space(SPACES / relative)
     assert space.modality == relative.split("/")[0].removesuffix(".yaml")
     assert space.model_names()
-    assert space.samples <= (10 if "/" in relative else 32)
+    assert space.samples <= (10 if "synthetic" in relative else 32)
 
 
-def test_face_space_searches_landmarks_dense_head_and_class_weights():
+def test_face_space_searches_dense_head_class_weights_and_timm_recipe():
     keys = {p.key for p in load_space(SPACES / "face.yaml").params}
-    assert {"model.landmarks", "model.dense_units", "model.num_layers", "model.batch_norm",
-            "task.class_weights", "model.attention", "model.attn_heads"} <= keys
-    # the synthetic faces carry no landmarks, so their override must not search them
-    assert "model.landmarks" not in {p.key for p in load_space(SPACES / "face/synthetic.yaml").params}
+    assert {"model.dense_units", "model.num_layers", "model.batch_norm", "task.class_weights",
+            "model.attention", "model.attn_heads", "data.auto_augment", "data.re_prob", "data.mixup",
+            "train.ema"} <= keys
+    # most face copies ship crops without MTCNN landmarks: no default space searches them
+    for relative in [r for r in ZOO_SPACES if r.startswith("face")]:
+        assert "model.landmarks" not in {p.key for p in load_space(SPACES / relative).params}
+
+
+@pytest.mark.parametrize("dataset,size", [("ckplus", 48), ("fer2013", 48), ("ferplus", 48), ("jaffe", 64),
+                                          ("raf", 100)])
+def test_per_dataset_face_spaces_train_at_native_resolution(dataset, size):
+    space = load_space(builtin_space_path("face", dataset))
+    assert space.path.endswith(f"face/{dataset}.yaml")
+    assert space.fixed["data.image_size"] == size and space.fixed["data.tta"] is True
+    assert "fer_cnn" in space.model_names() and any(m.startswith("timm/") for m in space.model_names())
+    # every recipe option can be switched off, so the plain recipe stays reachable
+    params = {p.key: p.values for p in space.params}
+    assert "none" in params["data.auto_augment"] and 0.0 in params["data.mixup"] and False in params["train.ema"]
 
 
 def test_mic_space_expresses_the_ablations():

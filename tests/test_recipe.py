@@ -150,3 +150,16 @@ def test_a_real_model_gives_different_logits_with_tta():
     mirror_symmetric = torch.cat([x[..., :8], x[..., :8].flip(-1)], dim=-1)
     assert torch.allclose(forward_tta(model, mirror_symmetric)["logits"],
                           forward_tta(model, mirror_symmetric, tta=True)["logits"], atol=1e-5)
+
+
+def test_fer_cnn_capacity_knobs_default_to_the_classic_baseline():
+    classic = fer_models.create_model("fer_cnn", num_classes=7)
+    explicit = fer_models.create_model("fer_cnn", num_classes=7, blocks=2, width=32, convs=1)
+    assert {k: v.shape for k, v in classic.state_dict().items()} == \
+        {k: v.shape for k, v in explicit.state_dict().items()}
+    deeper = fer_models.create_model("fer_cnn", num_classes=7, blocks=4, convs=2, width=16)
+    convs = [m for m in deeper.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 8 and convs[-1].out_channels == 128
+    assert deeper(torch.randn(2, 1, 48, 48))["logits"].shape == (2, 7)
+    with pytest.raises(ValueError, match="blocks"):
+        fer_models.create_model("fer_cnn", num_classes=7, image_size=16, blocks=5)

@@ -104,7 +104,8 @@ def test_extends_one_level(tmp_path):
 
 def test_builtin_spaces_and_dataset_override_load():
     assert builtin_space_path("face", "synthetic").name == "synthetic.yaml"
-    assert builtin_space_path("face", "raf").name == "face.yaml"
+    assert builtin_space_path("face", "raf").name == "raf.yaml"
+    assert builtin_space_path("face", "my-faces").name == "face.yaml"  # no space of its own: the zoo
     face = load_space(builtin_space_path("face"))
     assert face.modality == "face" and face.metric == "val/uar"
     synthetic = load_space(builtin_space_path("face", "synthetic"))
