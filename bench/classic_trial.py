@@ -20,6 +20,7 @@ import math
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report
     from .trainable import _num_classes, build_model
 
     t0 = time.perf_counter()
+    if "seed" not in cfg.model.kwargs:  # the MLP's initialisation follows the trial's seed (benchmark seeds)
+        cfg = replace(cfg, model=replace(cfg.model, kwargs={**cfg.model.kwargs, "seed": cfg.train.seed}))
     model = build_model(cfg, _num_classes(cfg.data.dataset))
     common = dict(cache_dir=Path(cache_dir), data_root=data_root or cfg.data.data_root,
                   image_size=cfg.data.image_size)

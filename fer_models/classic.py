@@ -186,11 +186,15 @@ class ClassicHead(FerModel):
 
     is_classic = True
 
-    def __init__(self, num_classes: int, kind: str, features: str = "logmel", layer: int | None = None,
-                 seed: int = 0, frames: int | None = None, n_bins: int | None = None, weights: str | None = None,
-                 feature_set: str | None = None, speaker_norm: bool = False, **hyper):
-        super().__init__()
+    def __init__(self, num_classes: int, kind: str, features: str = "logmel", *, kernel: str = "rbf",
+                 C: float = 1.0, gamma="scale", class_weight=None, hidden: int = 128, alpha: float = 1e-4,
+                 max_iter: int = 500, layer: int | None = None, seed: int = 0, frames: int | None = None,
+                 n_bins: int | None = None, weights: str | None = None, feature_set: str | None = None,
+                 speaker_norm: bool = False, image_size: int | None = None):
+        super().__init__()  # image_size: what bench passes every model; features have no image
         self.num_classes, self.kind, self.features, self.layer = num_classes, kind, features, layer
+        hyper = dict(kernel=kernel, C=C, gamma=gamma, class_weight=class_weight, hidden=hidden, alpha=alpha,
+                     max_iter=max_iter)
         self.hyper = hyper
         self.input_spec = input_spec_for(features, frames=frames, n_bins=n_bins, weights=weights,
                                          feature_set=feature_set, speaker_norm=speaker_norm)
@@ -226,25 +230,19 @@ class ClassicHead(FerModel):
         return torch.from_numpy(probs).to(features.device, torch.float32).clamp_min(1e-12).log()
 
 
-def _classic(kind: str, num_classes: int, features: str = "logmel", **kwargs) -> ClassicHead:
-    # keys a space or bench passes to every model but that mean nothing to a classic head
-    kwargs.pop("image_size", None)
-    return ClassicHead(num_classes, kind, features, **kwargs)
-
-
 @register_model(modality="voice")
 def sk_svm(num_classes: int, **kwargs) -> ClassicHead:
     """scikit-learn SVM (kernel linear|rbf, C, gamma) on pooled voice features, Platt-calibrated."""
-    return _classic("svm", num_classes, **kwargs)
+    return ClassicHead(num_classes, "svm", **kwargs)
 
 
 @register_model(modality="voice")
 def sk_logreg(num_classes: int, **kwargs) -> ClassicHead:
     """scikit-learn logistic regression (C, class_weight) on pooled voice features."""
-    return _classic("logreg", num_classes, **kwargs)
+    return ClassicHead(num_classes, "logreg", **kwargs)
 
 
 @register_model(modality="voice")
 def sk_mlp(num_classes: int, **kwargs) -> ClassicHead:
     """scikit-learn MLP (one hidden layer: hidden, alpha) on pooled voice features."""
-    return _classic("mlp", num_classes, **kwargs)
+    return ClassicHead(num_classes, "mlp", **kwargs)
