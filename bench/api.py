@@ -30,10 +30,14 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            storage: str | None = None, name: str | None = None, address: str | None = None,
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
-           objective: str | None = None, workers_per_trial: int = 1) -> SearchResult:
+           objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
+           estimate: bool = True) -> SearchResult:
     """Run a sweep (or, with ``resume``, continue the one named ``name``), pick the best trial on
-    validation, test it once and record the result."""
-    from . import tune_backend
+    validation, test it once and record the result. ``time_budget`` (``30m``, ``2h``, seconds)
+    stops the sweep cleanly after that long (default: the space's ``budget.time_budget``);
+    ``estimate`` prints the expected duration from a measured epoch first."""
+    from . import feasibility, tune_backend
+    from .budget import parse_duration
 
     if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
@@ -47,6 +51,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     if space.modality != modality:
         raise UserError(f"{space.path!r} is a {space.modality} space, not a {modality} one")
     extra_objectives = parse_objectives(objective, space)
+    device = "gpu" if gpus_per_trial else "cpu"
+    time_budget_s = parse_duration(time_budget) if time_budget is not None else space.time_budget_for(device)
     cache = paths.cache_dir(cache_dir)
     results = paths.results_dir(results_dir)
     fusion_fixed = {}
@@ -67,7 +73,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
         fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), extra_objectives=extra_objectives,
-        workers_per_trial=workers_per_trial, metric=space.metric, mode=space.mode,
+        workers_per_trial=workers_per_trial, metric=space.metric, mode=space.mode, time_budget_s=time_budget_s,
     )
     run_path = f"{settings.storage.rstrip('/')}/{run_name}"
     meta = tune_backend.read_sweep_meta(run_path)
@@ -88,6 +94,21 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     extra_fixed.update(fusion_fixed)
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
+    # No infeasible trial: values this dataset/model cannot run leave the space before Ray starts;
+    # a resumed sweep re-applies what its first run removed (same space, same hash).
+    if resume:
+        removals = [feasibility.Removal.from_dict(r) for r in meta.get("resolution", [])]
+        resolution = feasibility.Resolution(feasibility.apply(space, removals), tuple(removals))
+    else:
+        context = feasibility.Context(modality, ready, indexed.samples, data_root=Path(root) if root else None,
+                                      cache_dir=cache)
+        resolution = feasibility.resolve(space, context, extra_fixed=extra_fixed)
+    space = resolution.space
+    if resolution.line(dataset):
+        print(resolution.line(dataset), flush=True)
+    sweep_estimate = None
+    if estimate and not resume:
+        sweep_estimate = _print_estimate(space, settings, extra_fixed, cache, root, address)
     start = time.time()
     tune_backend.connect(address, dashboard=workers_per_trial > 1)
     if resume:
@@ -98,8 +119,13 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
             "dataset": dataset, "modality": modality, "space_path": space.path, "space_hash": space.space_hash,
             "samples": settings.samples, "max_epochs": settings.max_epochs, "seed": settings.seed,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "resolution": resolution.to_meta(), "time_budget_s": time_budget_s,
+            "estimate": sweep_estimate.to_dict() if sweep_estimate else None,
         })
+    fit_start = time.time()
     result_grid = tuner.fit()
+    # Tune ends a budgeted sweep at time_budget_s; one that ran that long was ended by it
+    ended_by_budget = bool(time_budget_s) and time.time() - fit_start >= time_budget_s
     keep = results / "models" / run_name
     if keep.exists():
         shutil.rmtree(keep)
@@ -118,6 +144,9 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
             * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
             "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": wall,
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
+            "time_budget_s": time_budget_s, "ended_by_time_budget": ended_by_budget,
+            "estimated_seconds": sweep_estimate.seconds if sweep_estimate else None,
+            "removed": resolution.to_meta(),
         },
         "checkpoint": str(keep),
         "resumed": resume,
@@ -128,6 +157,25 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         record["pareto"] = outcome.pareto
     append_record(results, record)
     return SearchResult(record, run_path, outcome.errors)
+
+
+def _print_estimate(space, settings, extra_fixed: dict, cache: Path, root, address):
+    """Print the sweep's expected duration (measured; see ``bench.budget``) and whether it fits
+    its time budget; an estimate that cannot be made is said so and never stops the sweep."""
+    from .budget import describe, estimate_sweep
+
+    try:
+        est = estimate_sweep(space, samples=settings.samples, max_epochs=settings.max_epochs,
+                             extra_fixed=extra_fixed, cache_dir=cache, data_root=root,
+                             cpus_per_trial=settings.cpus_per_trial, gpus_per_trial=settings.gpus_per_trial,
+                             workers_per_trial=settings.workers_per_trial, address=address)
+    except Exception as exc:  # the estimate is advice: a model that cannot be timed here is no error
+        print(f"No time estimate: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+        return None
+    for line in describe(est, time_budget_s=settings.time_budget_s, samples=settings.samples,
+                         max_epochs=settings.max_epochs):
+        print(line, flush=True)
+    return est
 
 
 def fusion_checkpoints(adapter, records: list[dict]) -> dict:

@@ -48,6 +48,9 @@ def _add_search(sub) -> None:
     p.add_argument("--objective", help="several objectives, e.g. val/uar,latency_ms (records the Pareto front)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep --name under --storage after a crash or a lost node")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="stop the sweep cleanly after this long, e.g. 30m, 90s, 2h or seconds "
+                        "(default: the space's budget.time_budget)")
 
 
 def _add_data_summary_and_prepare(dsub) -> None:
@@ -205,11 +208,13 @@ def _search(args) -> int:
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
-        workers_per_trial=args.workers_per_trial,
+        workers_per_trial=args.workers_per_trial, time_budget=args.time_budget,
     )
     r = result.record
+    ended = (f", stopped by its {r['budget']['time_budget_s']:.0f} s time budget"
+             if r["budget"].get("ended_by_time_budget") else "")
     print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "
-          f"{r['budget']['epochs']} epochs, {r['budget']['wall_seconds']:.0f} s.")
+          f"{r['budget']['epochs']} epochs, {r['budget']['wall_seconds']:.0f} s{ended}.")
     for err in result.errors:
         print(f"  errored trial: {err}")
     print(f"Best on validation: {r['model']} (val UAR {100 * r['val']['uar']:.1f}%).")

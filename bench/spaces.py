@@ -21,7 +21,7 @@ TOP_KEYS = {"schema", "modality", "objective", "budget", "searcher", "scheduler"
 MODALITIES = {"face", "video", "mic", "voice", "fusion"}
 SUB_KEYS = {
     "objective": {"metric", "mode"},
-    "budget": {"samples", "max_epochs"},
+    "budget": {"samples", "max_epochs", "time_budget"},
     "searcher": {"name", "sampler", "seed", "n_startup_trials"},
     "scheduler": {"name", "grace_period", "reduction_factor", "max_t"},
 }
@@ -60,6 +60,11 @@ class SearchSpace:
     fixed: dict
     params: tuple[Param, ...]
     space_hash: str
+    # seconds per device kind, {"cpu": s, "gpu": s}; None: no time limit (``budget.time_budget``)
+    time_budget: dict | None = None
+
+    def time_budget_for(self, device: str) -> float | None:
+        return (self.time_budget or {}).get(device)
 
     def define_by_run(self, extra_fixed: dict | None = None) -> DefineByRun:
         """The function for Ray's ``OptunaSearch(space=...)``; see ``DefineByRun``."""
@@ -199,6 +204,7 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     budget = sections["budget"]
     samples = _positive_int(budget.get("samples", 16), "budget.samples", where)
     max_epochs = _positive_int(budget.get("max_epochs", 10), "budget.max_epochs", where)
+    time_budget = _time_budget(budget.get("time_budget"), where)
     searcher = {"name": "optuna", "sampler": "tpe", "seed": 0, **sections["searcher"]}
     if searcher["name"] != "optuna":
         raise UserError(f"{where!r}: searcher.name must be 'optuna', got {searcher['name']!r}")
@@ -228,7 +234,7 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     space = SearchSpace(
         path=where, modality=modality, metric=metric, mode=mode, samples=samples,
         max_epochs=max_epochs, searcher=searcher, scheduler=scheduler, fixed=dict(fixed),
-        params=tuple(params), space_hash="",
+        params=tuple(params), space_hash="", time_budget=time_budget,
     )
     _check_models(space, where)
     canonical = json.dumps({k: raw[k] for k in sorted(raw) if k != "extends"}, sort_keys=True, default=str)
@@ -239,6 +245,21 @@ def _replace_hash(space: SearchSpace, digest: str) -> SearchSpace:
     from dataclasses import replace
 
     return replace(space, space_hash=digest)
+
+
+def _time_budget(value, where: str) -> dict | None:
+    """``20m`` (any device) or ``{cpu: 20m, gpu: 1h}`` -> seconds per device kind."""
+    from .budget import parse_duration
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        bad = set(value) - {"cpu", "gpu"}
+        if bad:
+            raise UserError(f"{where!r}: budget.time_budget takes cpu and gpu, not {sorted(bad)[0]!r}")
+        return {k: parse_duration(v, f"{where!r}: budget.time_budget.{k}") for k, v in value.items()}
+    seconds = parse_duration(value, f"{where!r}: budget.time_budget")
+    return {"cpu": seconds, "gpu": seconds}
 
 
 def _positive_int(value, field_name: str, where: str) -> int:

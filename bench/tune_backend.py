@@ -33,6 +33,12 @@ class SweepSettings:
     workers_per_trial: int = 1
     metric: str = "val/uar"
     mode: str = "max"
+    # Ray Tune's time_budget_s: the sweep stops (cleanly, trials keep their last checkpoint) after it
+    time_budget_s: float | None = None
+
+    @property
+    def objectives(self) -> tuple[tuple[str, str], ...]:
+        return ((self.metric, self.mode), *self.extra_objectives)
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -91,9 +97,35 @@ def _check_reachable(address: str) -> None:
                         f"start one with `ray start --head --port {port}` or fix --address") from None
 
 
+CONFIG_ERROR = "config_error"  # the result key of a trial ended by a configuration error
+_BOUNDED_MAX = {"val/uar", "val/accuracy", "val/macro_f1"}
+
+
+def is_config_error(exc: BaseException, reported: bool) -> bool:
+    """A configuration error fails again on every retry: a ``UserError`` anywhere, or a
+    TypeError/ValueError (a bad model kwarg or value) before the trial's first report. Faults
+    (a killed worker, NaN loss, out of memory: RuntimeErrors) are not, and Ray retries them."""
+    import fer_models
+    from fer_models.face import PretrainedWeightsError
+
+    if isinstance(exc, (UserError, fer_models.UnknownModelError, PretrainedWeightsError)):
+        return True
+    return not reported and isinstance(exc, (TypeError, ValueError))
+
+
+def config_error_result(exc: BaseException, objectives) -> dict:
+    """What a trial ended by a configuration error reports instead of raising (Ray Tune retries
+    every exception up to max_failures and has no per-error rule): the worst value of each
+    objective, so ASHA and Optuna rank it last, and the error under ``config_error``."""
+    text = str(exc).strip().splitlines()
+    metrics = {m: (0.0 if m in _BOUNDED_MAX else -1e9) if mode == "max" else 1e9 for m, mode in objectives}
+    return {**metrics, "epoch": 0, CONFIG_ERROR: f"{type(exc).__name__}: {text[0] if text else ''}"}
+
+
 def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int,
-              fault_marker: str | None = None) -> None:
-    """Runs inside a Ray worker: restore the last checkpoint if any, then run the trial."""
+              fault_marker: str | None = None, objectives=(("val/uar", "max"),)) -> None:
+    """Runs inside a Ray worker: restore the last checkpoint if any, then run the trial. A
+    configuration error ends the trial with one report instead of a retried exception."""
     import torch
     from ray import tune
 
@@ -113,21 +145,28 @@ def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: i
     import ray
 
     node_id = ray.get_runtime_context().get_node_id()
+    reported = [state is not None]
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         if fault_marker and Path(fault_marker).exists():
             raise RuntimeError(f"fault injected: marker file {fault_marker} exists")
         metrics = {**metrics, "node_id": node_id}  # which node ran it, for cluster checks
+        reported[0] = True
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
 
-    run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state)
+    try:
+        run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state)
+    except Exception as exc:
+        if not is_config_error(exc, reported[0]):
+            raise  # a fault: Ray retries it (FailureConfig.max_failures)
+        tune.report({**config_error_result(exc, objectives), "node_id": node_id})
 
 
 def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str | None):
     from ray import tune
 
     common = dict(cache_dir=str(cache_dir), data_root=data_root, threads=max(1, int(settings.cpus_per_trial)),
-                  fault_marker=settings.fault_marker)
+                  fault_marker=settings.fault_marker, objectives=settings.objectives)
     if settings.workers_per_trial > 1:
         # the trial itself only coordinates; its TorchTrainer asks for the workers' resources
         trainable = tune.with_parameters(fer_ddp_trial, settings=settings, **common)
@@ -137,7 +176,7 @@ def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str 
 
 
 def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data_root: str | None, threads: int,
-                  fault_marker: str | None = None) -> None:
+                  fault_marker: str | None = None, objectives=(("val/uar", "max"),)) -> None:
     """One trial as a Ray Train run: DistributedDataParallel over ``settings.workers_per_trial``
     workers; rank 0's per-epoch reports reach Tune through ``TuneReportCallback``. A restored trial
     re-creates the same-named Train run, which resumes from its latest checkpoint."""
@@ -149,7 +188,7 @@ def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data
     trainer = TorchTrainer(
         _ddp_worker_loop,
         train_loop_config={"config": config, "cache_dir": cache_dir, "data_root": data_root, "threads": threads,
-                           "fault_marker": fault_marker},
+                           "fault_marker": fault_marker, "objectives": objectives},
         scaling_config=train.ScalingConfig(
             num_workers=settings.workers_per_trial, use_gpu=settings.gpus_per_trial > 0,
             resources_per_worker={"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}),
@@ -189,16 +228,24 @@ def _ddp_worker_loop(loop_config: dict) -> None:
 
     marker = loop_config["fault_marker"]
     node_id = ray.get_runtime_context().get_node_id()
+    reported = [state is not None]
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         if marker and Path(marker).exists():
             raise RuntimeError(f"fault injected: marker file {marker} exists")
         metrics = {**metrics, "node_id": node_id, "world_size": context.get_world_size()}
         rank0 = context.get_world_rank() == 0
+        reported[0] = True
         train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(checkpoint_dir)) if rank0 else None)
 
-    run_trial(loop_config["config"], cache_dir=loop_config["cache_dir"], data_root=loop_config["data_root"],
-              report=report, resume_state=state, prepare=prepare)
+    try:
+        run_trial(loop_config["config"], cache_dir=loop_config["cache_dir"], data_root=loop_config["data_root"],
+                  report=report, resume_state=state, prepare=prepare)
+    except Exception as exc:
+        if not is_config_error(exc, reported[0]):
+            raise
+        # every rank has the same config and fails the same way: all report, as train.report needs
+        train.report(config_error_result(exc, loop_config["objectives"]))
 
 
 def _reporter(space: SearchSpace):
@@ -265,7 +312,7 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
         scheduler = FIFOScheduler()
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples,
                                   max_concurrent_trials=_ddp_concurrency(settings),
-                                  reuse_actors=_reuse_actors(settings))
+                                  reuse_actors=_reuse_actors(settings), time_budget_s=settings.time_budget_s)
     run_config = tune.RunConfig(
         name=settings.name,
         storage_path=settings.storage,
@@ -364,8 +411,8 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
     for index, result in enumerate(tuner.fit()):
         config = result.config[FIXED_JOB_KEY]
         frame = result.metrics_dataframe
-        if result.error is not None or frame is None or metric not in frame:
-            runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error)))
+        if result.error is not None or frame is None or metric not in frame or _config_error(result):
+            runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error) or _config_error(result)))
             continue
         best = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
         checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
@@ -375,6 +422,15 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
             int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
         ))
     return runs
+
+
+def _config_error(result) -> str | None:
+    """The configuration error a trial reported (``config_error_result``), if any."""
+    frame = result.metrics_dataframe
+    if frame is None or CONFIG_ERROR not in frame:
+        return None
+    errors = frame[CONFIG_ERROR].dropna()
+    return str(errors.iloc[-1]) if len(errors) else None
 
 
 def _error_line(error) -> str | None:
@@ -414,12 +470,20 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
     """Pick the best trial by its best validation score, copy its best checkpoint to
     ``keep_dir`` (storage may be remote), and count the budget spent."""
     results = list(result_grid)
-    scored = [r for r in results if r.metrics_dataframe is not None and metric in r.metrics_dataframe]
+    config_errors = [f"config error, not retried: {e}" for e in map(_config_error, results) if e]
+    scored = [r for r in results if r.metrics_dataframe is not None and metric in r.metrics_dataframe
+              and not _config_error(r) and r.metrics_dataframe[metric].notna().any()]
     if not scored:
         reasons = [f"{type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}" for e in result_grid.errors]
+        reasons += config_errors
         raise UserError("every trial failed before reporting a validation score"
                         + (f"; first error: {reasons[0]}" if reasons else ""))
-    best = result_grid.get_best_result(metric=metric, mode=mode, scope="all")
+
+    def best_of(r):
+        column = r.metrics_dataframe[metric]
+        return column.max() if mode == "max" else -column.min()
+
+    best = max(scored, key=best_of)  # over every epoch of every trial that ran (scope "all")
     frame = best.metrics_dataframe
     row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
     try:
@@ -432,7 +496,7 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         checkpoint = tune.Checkpoint(str(row["checkpoint_path"]))
     epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
     seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
-    errors = [_error_line(e) for e in result_grid.errors]
+    errors = [_error_line(e) for e in result_grid.errors] + config_errors
     pareto = []
     if extra_objectives:
         points = []
@@ -448,7 +512,7 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         best_checkpoint=checkpoint.to_directory(str(keep_dir)),
         best_val={k.split("/", 1)[1]: float(row[k]) for k in row.index if k.startswith("val/")},
         trials=len(results),
-        errored=len(result_grid.errors),
+        errored=len(result_grid.errors) + len(config_errors),
         epochs=epochs,
         trial_seconds=seconds,
         errors=errors,

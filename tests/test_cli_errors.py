@@ -59,3 +59,11 @@ def test_unreachable_address(capsys, tmp_path, cache_dir):
 def test_modality_mismatch(capsys):
     code, err = run(capsys, "search", "voice", "--dataset", "synthetic")
     assert code == 2 and "holds face data" in err
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be more than 0 seconds, got '0'"),
+                                            ("abc", "must be a duration like 30m, 90s, 2h or seconds, got 'abc'")])
+def test_bad_time_budget(capsys, value, message):
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--time-budget", value)
+    assert code == 2 and f"--time-budget {message}" in err
+    assert len(err.strip().splitlines()) == 1

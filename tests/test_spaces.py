@@ -110,3 +110,20 @@ def test_builtin_spaces_and_dataset_override_load():
     assert face.modality == "face" and face.metric == "val/uar"
     synthetic = load_space(builtin_space_path("face", "synthetic"))
     assert synthetic.fixed["data.image_size"] == 48 and synthetic.samples < face.samples
+
+
+def test_time_budget_in_a_space_and_durations(tmp_path):
+    from bench.budget import asha_epochs_per_trial, parse_duration
+
+    assert [parse_duration(t) for t in ("90", "90s", "30m", "2h", "1h30m", "1.5m")] == [90, 90, 1800, 7200, 5400, 90]
+    space = load_space(write(tmp_path, VALID.replace("max_epochs: 3}", "max_epochs: 3, time_budget: 20m}")))
+    assert space.time_budget_for("cpu") == space.time_budget_for("gpu") == 1200
+    per_device = load_space(write(tmp_path, VALID.replace("max_epochs: 3}", "max_epochs: 3, time_budget: {gpu: 1h}}")))
+    assert per_device.time_budget_for("gpu") == 3600 and per_device.time_budget_for("cpu") is None
+    for bad, message in (("time_budget: 0", "more than 0"), ("time_budget: soon", "a duration like"),
+                         ("time_budget: {tpu: 1h}", "takes cpu and gpu")):
+        with pytest.raises(UserError, match=message):
+            load_space(write(tmp_path, VALID.replace("max_epochs: 3}", f"max_epochs: 3, {bad}}}")))
+    # ASHA: every trial to the grace period, 1/factor of them on to each next rung
+    assert asha_epochs_per_trial(30, 3, 3) == pytest.approx(3 + 6 / 3 + 18 / 9 + 3 / 27)
+    assert asha_epochs_per_trial(30, 3, 3, "fifo") == 30
