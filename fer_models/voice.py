@@ -135,11 +135,14 @@ class VoiceHead(_Classifier):
     """
 
     def __init__(self, num_classes: int, features: str = "egemaps", hidden: int = 256, num_layers: int = 1,
-                 dropout: float = 0.0, layer: int | None = None, **spec_options):
+                 dropout: float = 0.0, layer: int | None = None, frames: int | None = None,
+                 n_bins: int | None = None, weights: str | None = None, feature_set: str | None = None,
+                 speaker_norm: bool = False):
         super().__init__()
         from .voice_features import feature_spec
 
-        self.input_spec = feature_spec(features, **spec_options)
+        self.input_spec = feature_spec(features, frames=frames, n_bins=n_bins, weights=weights,
+                                       feature_set=feature_set, speaker_norm=speaker_norm)
         size, extras = self.input_spec.input_size, self.input_spec.extras
         self.kind = "layers" if extras["features"] == "ssl" else ("frames" if len(size) >= 2 else "vector")
         self.layer = None
