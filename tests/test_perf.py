@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from bench.cli import main
+from bench.perf import replay as replay_module
 from bench.perf.replay import GRIDS, AsyncSuccessiveHalving, Entry, curves_path, grid_proposer, replay
 from bench.perf.runner import run
 
@@ -69,6 +70,7 @@ def test_cli_prints_one_json_object_of_ratios(cache_dir, capsys):
 
 def test_asha_curves_are_cached_by_hash_and_flagged(cache_dir):
     first = run("asha", "tiny", cache_dir)
+    replay_module._LOADED.clear()  # as a new process would: read the file back
     again = run("asha", "tiny", cache_dir)
     assert again["curves_cached"] is True and again["detail"]["asha"]["curves"]["cached"]
     assert first["asha_vs_grid_epochs_out_of_sample"] == again["asha_vs_grid_epochs_out_of_sample"]

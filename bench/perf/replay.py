@@ -137,13 +137,20 @@ class Curves:
                 f"{c.get('workers')} processes)")
 
 
+_LOADED: dict[str, Curves] = {}  # per process: `perf all` runs asha and search on the same curves
+
+
 def learning_curves(grid: dict, cache_dir: Path, workers: int = 2) -> Curves:
     """The grid's curves: read from the cache when code, data and grid are unchanged, else trained
     here (finished configurations are kept in a partial file as they complete)."""
+    memo = json.dumps([grid, str(cache_dir)], sort_keys=True)
+    if memo in _LOADED:
+        return _LOADED[memo]
     path, parts = curves_path(grid, cache_dir)
     if path.is_file():
         data = json.loads(path.read_text())
-        return Curves(data["curves"], True, path, data["computed"])
+        _LOADED[memo] = Curves(data["curves"], True, path, data["computed"])
+        return _LOADED[memo]
     partial = path.with_suffix(".partial.json")
     curves: dict = json.loads(partial.read_text())["curves"] if partial.is_file() else {}
     todo = [c for c in grid_configs(grid) if config_key(c, grid["params"]) not in curves]
@@ -173,7 +180,8 @@ def learning_curves(grid: dict, cache_dir: Path, workers: int = 2) -> Curves:
                 "seconds": round(time.perf_counter() - start, 1), "workers": workers, "key": parts}
     path.write_text(json.dumps({"grid": grid, "computed": computed, "curves": curves}, indent=1))
     partial.unlink(missing_ok=True)
-    return Curves(curves, False, path, computed)
+    _LOADED[memo] = Curves(curves, False, path, computed)
+    return _LOADED[memo]
 
 
 # ---- replay ------------------------------------------------------------------------------------
