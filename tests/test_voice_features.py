@@ -148,3 +148,20 @@ def test_speaker_normalisation_uses_each_speakers_own_statistics():
     for group in (out[:6], out[6:]):
         np.testing.assert_allclose(group.mean(0), 0.0, atol=1e-5)
         np.testing.assert_allclose(group.std(0), 1.0, atol=1e-3)
+
+
+def test_default_voice_spaces_drop_encoders_whose_weights_are_absent(tess, tmp_path, empty_hub):
+    from bench import feasibility
+    from bench.data import load_splits
+    from bench.spaces import builtin_space_path, load_space
+
+    adapter, indexed, _ = load_splits("tess", 0, tess, tmp_path)
+    context = feasibility.Context("voice", adapter, indexed.samples)
+    space = load_space(builtin_space_path("voice", "tess"))
+    features = {p.key: p.values for p in feasibility.resolve(space, context).space.params}["model.features"]
+    assert set(features) == {"compare", "egemaps"}
+    (empty_hub / "checkpoints").mkdir(parents=True)
+    _small_encoder(empty_hub / "checkpoints" / "wavlm_base.pth", "WavLM")
+    resolved = feasibility.resolve(space, context)
+    assert {p.key: p.values for p in resolved.space.params}["model.features"] == ("compare", "egemaps", "wavlm_base")
+    assert "hubert_base" in resolved.line("tess") and "wavlm_base" not in resolved.line("tess")

@@ -16,6 +16,7 @@ import numpy as np
 from fer_models import InputSpec
 
 from ..errors import UserError
+from ..feasibility import register_check
 from .base import DatasetAdapter, Sample, Skipped
 from .prep import audio as audio_prep
 from .prep import video as video_prep
@@ -57,7 +58,8 @@ def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict,
         return audio_prep.feature_params("mfcc", n_bins, spec.n_mels or 64, sr), frames, False
     if kind == "opensmile":
         level = spec.extras.get("level", "functionals")
-        params = audio_prep.feature_params("opensmile", sample_rate=sr, feature_set=spec.extras.get("feature_set"), level=level)
+        params = audio_prep.feature_params("opensmile", sample_rate=sr, feature_set=spec.extras.get("feature_set"),
+                                           level=level)
         return params, (spec.input_size[-1] if level == "lld" else None), False
     if kind == "ssl":
         params = audio_prep.feature_params("ssl", sample_rate=sr, encoder=spec.extras.get("encoder"),
@@ -65,6 +67,23 @@ def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict,
         return params, None, False
     raise UserError(f"voice input_spec.extras['features'] must be 'logmel', 'mfcc', 'opensmile' or 'ssl', "
                     f"got {kind!r}")
+
+
+@register_check(keys=["model.features"])
+def _encoder_weights_here(key, value, ctx) -> str | None:
+    """A speech encoder whose weights are not on this machine leaves the space (never downloaded)."""
+    from fer_models.voice_features import SSL_ENCODERS, find_weights, weights_env
+
+    if value not in SSL_ENCODERS:
+        return None
+    try:
+        path = find_weights(str(value), ctx.fixed.get("model.weights"))
+    except ValueError as exc:
+        return str(exc)
+    if path is None:
+        return f"no local weights: {SSL_ENCODERS[value]['file']} not in the torch hub checkpoints, " \
+               f"${weights_env(str(value))} unset"
+    return None
 
 
 def _audio_source(sample: Sample) -> tuple[Path, str | None]:
