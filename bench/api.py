@@ -137,6 +137,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         "run": run_name, "dataset": dataset, "modality": modality, "seed": seed,
         "searched": [p.key for p in space.params], "space_hash": space.space_hash,
         "space_path": space.path, "objective": space.metric, "objective_mode": space.mode, "selection": "val",
+        "threads": max(1, int(cpus_per_trial)),  # torch threads per trial: CPU sums depend on them (reproduce)
         "val": outcome.best_val,
         "budget": {
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
@@ -284,6 +285,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
             "seed": run.config["train.seed"], "searched": source.get("searched", []),
             "space_hash": source.get("space_hash"), "space_path": source.get("space_path"),
             "objective": metric, "objective_mode": mode, "selection": "val", "val": run.val,
+            "threads": max(1, int(cpus_per_trial)),
             "run_path": source.get("run_path"),
             # the search budget that chose this config, plus what this retrain cost
             "budget": {**source["budget"], "retrain_epochs": run.epochs,

@@ -119,14 +119,22 @@ def reproduce(records: list[dict], record_id: str, *, cache_dir: Path, data_root
     epoch, source = recorded_epoch(record)
     metric = record.get("objective", "val/uar")
     mode = record.get("objective_mode") or metric_mode(metric)
-    with tempfile.TemporaryDirectory(prefix="fer-reproduce-") as tmp:
-        keep = Path(tmp) / "checkpoint"
-        kept = retrain(config, keep, cache_dir=Path(cache_dir), data_root=root, epoch=epoch, metric=metric,
-                       mode=mode)
-        if kept is None:
-            raise UserError(f"the re-run of record {record_id!r} never reached epoch {epoch} (train.max_epochs="
-                            f"{config.get('train.max_epochs')}); the record's config is inconsistent")
-        test = evaluate_checkpoint(keep, split="test", cache_dir=Path(cache_dir), data_root=root)
+    import torch
+
+    threads = torch.get_num_threads()
+    # as the trial ran (Ray gave it cpus_per_trial threads): CPU reductions depend on the count
+    torch.set_num_threads(int(record.get("threads", 1)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="fer-reproduce-") as tmp:
+            keep = Path(tmp) / "checkpoint"
+            kept = retrain(config, keep, cache_dir=Path(cache_dir), data_root=root, epoch=epoch, metric=metric,
+                           mode=mode)
+            if kept is None:
+                raise UserError(f"the re-run of record {record_id!r} never reached epoch {epoch} (train."
+                                f"max_epochs={config.get('train.max_epochs')}); the record's config is inconsistent")
+            test = evaluate_checkpoint(keep, split="test", cache_dir=Path(cache_dir), data_root=root)
+    finally:
+        torch.set_num_threads(threads)
     old = {k: record.get("test", {}).get(k) for k in COMPARED}
     new = {k: test.get(k) for k in COMPARED}
     if record.get("split_sizes") and test.get("split_sizes") and record["split_sizes"] != test["split_sizes"]:

@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from bench.api import _test_fields
 from bench.cli import main
@@ -32,7 +33,7 @@ def test_a_synthetic_record_reproduces_exactly(tmp_path, cache_dir, capsys):
     test = evaluate_checkpoint(keep, split="test", cache_dir=cache_dir)
     record = {"kind": "search", **_test_fields(get_adapter("synthetic"), CONFIG, test), "dataset": "synthetic",
               "modality": "face", "seed": 7, "objective": "val/uar", "objective_mode": "max", "selection": "val",
-              "checkpoint": str(keep), "run": "tiny"}
+              "checkpoint": str(keep), "run": "tiny", "threads": torch.get_num_threads()}
     append_record(tmp_path / "results", record)
     assert record["checkpoint_epoch"] == 1 and record["split_sizes"]["test"] == test["samples"]
     shutil.rmtree(keep)  # the recorded epoch must come from the record, not from the old checkpoint
