@@ -132,6 +132,10 @@ def measure_epoch_seconds(config: dict, *, cache_dir: Path, data_root: str | Non
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
+        from .classic_trial import is_classic, trial_seconds
+
+        if is_classic(cfg):  # a scikit-learn head is fitted once: its whole trial is the "epoch"
+            return trial_seconds(config, cache_dir=Path(cache_dir), data_root=data_root)
         parts = build_parts(cfg, Path(cache_dir), data_root)
         train_set = parts.train_loader.dataset
         n_train, n_val = len(train_set), len(parts.val_loader.dataset)

@@ -121,6 +121,15 @@ def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report
         report(metrics, Path(tmp))
 
 
+def trial_seconds(config: dict, *, cache_dir: Path, data_root: str | None) -> float:
+    """Wall time of one whole classic-head trial here (what a sweep's time estimate needs: the trial
+    is its one "epoch"); its report is discarded."""
+    start = time.perf_counter()
+    run_classic_trial(TrialConfig.from_flat(config), config, cache_dir=Path(cache_dir), report=lambda m, d: None,
+                      data_root=data_root)
+    return time.perf_counter() - start
+
+
 def fit_fusion_svm(model, train_set, val_loader, task, *, device, seed: int = 0):
     """Fit ``model.head: svm`` on the network's fused features of the (unaugmented) training split;
     returns (svm, model-with-svm, its validation metrics)."""

@@ -176,3 +176,25 @@ def test_clip_threshold_is_chosen_on_validation_stored_and_read_by_predict(tmp_p
     assert reports[0]["val/clip_uar"] == stored["val_clip_uar"]
     assert Predictor(folder, cache_dir=cache_dir).threshold == stored["clip_threshold"]
     assert Predictor(folder, cache_dir=cache_dir, threshold=0.3).threshold == 0.3  # --threshold still wins
+
+
+def test_pooling_per_representation_and_layer_choice(empty_encoder_env):
+    # functionals as they are; low-level descriptors -> mean + std over time; encoder layers -> one layer
+    assert fer_models.create_model("sk_logreg", 7, features="egemaps").num_features == 88
+    assert fer_models.create_model("sk_logreg", 7, features="egemaps_lld").num_features == 2 * 25
+    head = fer_models.create_model("sk_logreg", 3, features="wav2vec2_base", layer=4)  # no weights: bundle shape
+    layers, dim = head.input_spec.input_size
+    x = torch.randn(30, layers, dim)
+    assert torch.equal(head.forward_features(x), x[:, 4])
+    head.fit(head.forward_features(x).numpy(), np.arange(30) % 3)
+    assert head(x)["logits"].exp().sum(1).allclose(torch.ones(30, dtype=torch.float32))
+    with pytest.raises(fer_models.ModelConfigError, match="model.layer"):
+        fer_models.create_model("sk_svm", 3, features="wav2vec2_base", layer=layers)
+
+
+@pytest.fixture
+def empty_encoder_env(tmp_path, monkeypatch):
+    """No weights from this machine's torch hub or environment: the spec then uses the bundle's shape."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    for name in ("WAVLM_BASE", "HUBERT_BASE", "WAV2VEC2_BASE"):
+        monkeypatch.delenv(f"FER_BENCH_{name}_WEIGHTS", raising=False)
