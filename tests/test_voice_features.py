@@ -165,3 +165,25 @@ def test_default_voice_spaces_drop_encoders_whose_weights_are_absent(tess, tmp_p
     resolved = feasibility.resolve(space, context)
     assert {p.key: p.values for p in resolved.space.params}["model.features"] == ("compare", "egemaps", "wavlm_base")
     assert "hubert_base" in resolved.line("tess") and "wavlm_base" not in resolved.line("tess")
+
+
+@pytest.mark.parametrize("fixed,message", [
+    ("model.feature_set: eGeMAPS_v9", "unknown openSMILE feature set 'eGeMAPS_v9'"),
+    ("{model.features: wavlm_base, model.weights: WEIGHTS, model.layer: 9}", "model.layer=9 is out of range"),
+])
+def test_bad_feature_options_stop_a_search_with_one_sentence(tess, tmp_path, capsys, fixed, message):
+    from bench.cli import main
+
+    weights = tmp_path / "small.pt"
+    _small_encoder(weights, "WavLM")
+    fixed = fixed.replace("WEIGHTS", str(weights))
+    space = tmp_path / "space.yaml"
+    space.write_text("schema: 1\nmodality: voice\nbudget: {samples: 1, max_epochs: 1}\n"
+                     f"fixed: {fixed if fixed.startswith('{') else '{model.name: voice_mlp, ' + fixed + '}'}\n"
+                     "params:\n  model.hidden: {choice: [8, 16]}\n")
+    if fixed.startswith("{"):
+        space.write_text(space.read_text().replace("fixed: {", "fixed: {model.name: voice_ssl_head, "))
+    code = main(["search", "voice", "--dataset", "tess", "--data-root", str(tess), "--space", str(space),
+                 "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "results"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
