@@ -187,3 +187,44 @@ def test_bad_feature_options_stop_a_search_with_one_sentence(tess, tmp_path, cap
                  "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "results"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def _load_in_child(tess, cache, barrier, out):
+    barrier.wait()
+    before = WORK["audio_features"]
+    ds = create_dataset("tess", "train", 0, feature_spec("compare"), cache_dir=cache, data_root=tess)
+    out.put((WORK["audio_features"] - before, len(ds)))
+
+
+def test_concurrent_trials_share_a_new_representation(tess, tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_load_in_child, args=(tess, tmp_path, barrier, out)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join()
+    (work_a, n), (work_b, _) = results
+    assert work_a + work_b == n  # every file computed once between them, none twice
+
+
+def test_a_claimed_entry_is_left_to_its_owner_until_published_or_abandoned(tmp_path):
+    from bench.data.prep.media_cache import Busy, cached_entry, entry_path, wait_for_entry
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"features": np.ones(3, np.float32)}
+
+    marker = entry_path(tmp_path, "audio-x", "cd" * 32).with_suffix(".claim")
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    with pytest.raises(Busy):
+        cached_entry(tmp_path, "audio-x", "cd" * 32, compute, claim=True)
+    marker.unlink()  # the owner gave up without publishing: the waiter computes it itself
+    assert wait_for_entry(tmp_path, "audio-x", "cd" * 32, compute)["features"].sum() == 3 and calls == [1]
+    assert not marker.exists()

@@ -20,7 +20,7 @@ from ..feasibility import register_check
 from .base import DatasetAdapter, Sample, Skipped
 from .prep import audio as audio_prep
 from .prep import video as video_prep
-from .prep.media_cache import MediaError
+from .prep.media_cache import Busy, MediaError
 from .tensors import (
     TensorBatch,
     TensorMediaDataset,
@@ -92,14 +92,25 @@ def _audio_source(sample: Sample) -> tuple[Path, str | None]:
     return Path(sample.path), sample.meta.get("sha256")
 
 
-def _load(samples: list[Sample], load_one) -> tuple[list, list[Skipped]]:
-    values, skipped = [], []
-    for s in samples:
+def _load(samples: list[Sample], load_one, wait_one=None) -> tuple[list, list[Skipped]]:
+    """Every sample's cached arrays (None where it cannot be decoded). With ``wait_one``, entries
+    another process is computing (``Busy``) are left to it and collected at the end, so two
+    trials that need the same new representation share the work instead of doubling it."""
+    values, skipped, later = [], [], []
+    for i, s in enumerate(samples):
         try:
             values.append(load_one(s))
+        except Busy:
+            values.append(None)
+            later.append(i)
         except MediaError as e:
             values.append(None)
             skipped.append(Skipped(s.path, str(e)))
+    for i in later:
+        try:
+            values[i] = wait_one(samples[i])
+        except MediaError as e:
+            skipped.append(Skipped(samples[i].path, str(e)))
     return values, skipped
 
 
@@ -119,8 +130,12 @@ class _Part:
     def load_one(self, sample: Sample):
         if self.spec.modality == "voice":
             path, sha = _audio_source(sample)
-            return audio_prep.cached_features(path, self.cache_dir, self.params, sha)
+            return audio_prep.cached_features(path, self.cache_dir, self.params, sha, claim=True)
         return video_prep.cached_streams(Path(sample.path), self.cache_dir, self.params, sample.meta.get("sha256"))
+
+    def wait_one(self, sample: Sample):
+        path, sha = _audio_source(sample)
+        return audio_prep.wait_for_features(path, self.cache_dir, self.params, sha)
 
     def streams(self) -> tuple[str, ...]:
         return tuple(self.spec.extras.get("streams", ("rgb",))) if self.spec.modality == "video" else ("apex",)
@@ -162,9 +177,9 @@ def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]
     samples, train = splits[split], splits["train"]
     loaded, train_loaded, skipped = {}, {}, []
     for key, part in parts.items():
-        loaded[key], bad = _load(samples, part.load_one)
+        loaded[key], bad = _load(samples, part.load_one, part.wait_one)
         skipped += bad
-        train_loaded[key] = loaded[key] if split == "train" else _load(train, part.load_one)[0]
+        train_loaded[key] = loaded[key] if split == "train" else _load(train, part.load_one, part.wait_one)[0]
     keep = [i for i in range(len(samples)) if all(loaded[k][i] is not None for k in parts)]
     keep_train = [i for i in range(len(train)) if all(train_loaded[k][i] is not None for k in parts)]
     if skipped:

@@ -26,7 +26,7 @@ import torch
 
 from ...errors import UserError
 from ..base import file_hash
-from .media_cache import WORK, MediaError, cached_entry, file_info, params_tag
+from .media_cache import WORK, MediaError, cached_entry, file_info, params_tag, wait_for_entry
 
 SAMPLE_RATE = 16000
 N_FFT = 400  # 25 ms at 16 kHz
@@ -278,11 +278,19 @@ def compute_features(path: Path, params: dict) -> np.ndarray:
     return features_from_wave(wave, params)
 
 
-def cached_features(path: Path, cache_dir: Path, params: dict, sha256: str | None = None) -> np.ndarray:
+def cached_features(path: Path, cache_dir: Path, params: dict, sha256: str | None = None,
+                    claim: bool = False) -> np.ndarray:
     """The features of the whole (capped) utterance, from the cache when present: (bins, frames)
     log-mel/MFCC/LLDs, (D,) functionals or (L, D) encoder layers. Raises MediaError for a file
-    that cannot be decoded."""
+    that cannot be decoded, and with ``claim`` ``Busy`` for one another process is computing."""
     sha256 = sha256 or file_info(path, cache_dir, probe_audio)["sha256"]
     entry = cached_entry(cache_dir, cache_tag(params), sha256,
-                         lambda: {"features": compute_features(path, params)})
+                         lambda: {"features": compute_features(path, params)}, claim=claim)
     return entry["features"]
+
+
+def wait_for_features(path: Path, cache_dir: Path, params: dict, sha256: str | None = None) -> np.ndarray:
+    """``cached_features`` of an entry another process claimed, once it has published it."""
+    sha256 = sha256 or file_info(path, cache_dir, probe_audio)["sha256"]
+    return wait_for_entry(cache_dir, cache_tag(params), sha256,
+                          lambda: {"features": compute_features(path, params)})["features"]

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -102,10 +103,21 @@ def entry_path(cache_dir: Path, tag: str, sha256: str, suffix: str = ARRAYS_SUFF
     return Path(cache_dir) / "prep" / tag / sha256[:2] / f"{sha256}{suffix}"
 
 
+class Busy(Exception):
+    """Another process is computing this entry right now (``cached_entry(..., claim=True)``)."""
+
+
+CLAIM_STALE_SECONDS = 600.0  # a claim older than this belongs to a process that died
+
+
 def cached_entry(cache_dir: Path, tag: str, sha256: str,
-                 compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+                 compute: Callable[[], dict[str, np.ndarray]], claim: bool = False) -> dict[str, np.ndarray]:
     """Load the entry, or compute and publish it. A failure is remembered next to the entry
-    (``.failed``, holding the reason) so a corrupt file is not decoded again on every pass."""
+    (``.failed``, holding the reason) so a corrupt file is not decoded again on every pass.
+
+    With ``claim``, the computation is announced by a ``.claim`` file created exclusively, and an
+    entry another process has claimed raises ``Busy`` instead of being computed twice: concurrent
+    trials that need the same new representation then split the files between them."""
     path = entry_path(cache_dir, tag, sha256)
     failed = path.with_suffix(".failed")
     if path.is_file():
@@ -115,13 +127,46 @@ def cached_entry(cache_dir: Path, tag: str, sha256: str,
             pass  # a damaged entry (e.g. a disk filled mid-copy) is recomputed below
     if failed.is_file():
         raise MediaError(failed.read_text())
+    marker = path.with_suffix(".claim") if claim else None
+    if marker is not None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            try:
+                fresh = time.time() - marker.stat().st_mtime < CLAIM_STALE_SECONDS
+            except OSError:
+                fresh = False  # released meanwhile: the entry (or .failed) is there now
+            if fresh:
+                raise Busy(str(path)) from None
+            return cached_entry(cache_dir, tag, sha256, compute)
     try:
-        arrays = compute()
-    except MediaError as e:
-        atomic_write_bytes(failed, str(e).encode())
-        raise
-    atomic_write_bytes(path, encode_arrays(arrays))
+        try:
+            arrays = compute()
+        except MediaError as e:
+            atomic_write_bytes(failed, str(e).encode())
+            raise
+        atomic_write_bytes(path, encode_arrays(arrays))
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     return arrays
+
+
+def wait_for_entry(cache_dir: Path, tag: str, sha256: str, compute: Callable[[], dict[str, np.ndarray]],
+                   poll: float = 0.2) -> dict[str, np.ndarray]:
+    """The entry another process claimed, once it is published (or computed here if that process
+    gave up: its claim vanished without an entry, or went stale)."""
+    path = entry_path(cache_dir, tag, sha256)
+    marker = path.with_suffix(".claim")
+    while not path.is_file() and not path.with_suffix(".failed").is_file():
+        try:
+            if time.time() - marker.stat().st_mtime >= CLAIM_STALE_SECONDS:
+                break
+        except OSError:
+            break  # released: published just now, or given up
+        time.sleep(poll)
+    return cached_entry(cache_dir, tag, sha256, compute)
 
 
 def is_cached(cache_dir: Path, tag: str, sha256: str) -> bool:
