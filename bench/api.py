@@ -39,6 +39,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     from . import feasibility, tune_backend
     from .budget import parse_duration
 
+    called = time.time()
+
     if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     if max_epochs is not None and max_epochs < 1:
@@ -111,6 +113,10 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         sweep_estimate = _print_estimate(space, settings, extra_fixed, cache, root, address)
     start = time.time()
     tune_backend.connect(address, dashboard=workers_per_trial > 1)
+    if time_budget_s:
+        # the budget is the whole command's: what indexing, resolving, timing and starting Ray took
+        # comes off Tune's share (the test evaluation after it takes seconds)
+        settings = replace(settings, time_budget_s=max(1.0, time_budget_s - (time.time() - called)))
     if resume:
         tuner = tune_backend.restore_tuner(run_path, settings, cache_dir=cache, data_root=root)
     else:
@@ -125,7 +131,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     fit_start = time.time()
     result_grid = tuner.fit()
     # Tune ends a budgeted sweep at time_budget_s; one that ran that long was ended by it
-    ended_by_budget = bool(time_budget_s) and time.time() - fit_start >= time_budget_s
+    ended_by_budget = bool(time_budget_s) and time.time() - fit_start >= settings.time_budget_s
     keep = results / "models" / run_name
     if keep.exists():
         shutil.rmtree(keep)

@@ -117,10 +117,10 @@ def representative_configs(space, extra_fixed: dict) -> list[dict]:
 
 
 def measure_epoch_seconds(config: dict, *, cache_dir: Path, data_root: str | None, threads: int,
-                          steps: int = 2, batch: int = 16) -> float:
-    """Seconds one epoch of ``config`` takes here: ``steps`` timed steps of ``batch`` samples
-    (after one untimed warm-up step) scaled to the training split, plus a validation pass at a
-    third of a training step's cost per sample."""
+                          steps: int = 4, batch: int = 32, enough_s: float = 1.5) -> float:
+    """Seconds one epoch of ``config`` takes here: up to ``steps`` timed steps of ``batch``
+    samples (fewer once ``enough_s`` have passed; after one untimed warm-up step) scaled to the
+    training split, plus a validation pass at a third of a training step's cost per sample."""
     import torch
     from torch.utils.data import DataLoader, Subset
 
@@ -139,6 +139,7 @@ def measure_epoch_seconds(config: dict, *, cache_dir: Path, data_root: str | Non
         parts = build_parts(cfg, Path(cache_dir), data_root)
         train_set = parts.train_loader.dataset
         n_train, n_val = len(train_set), len(parts.val_loader.dataset)
+        batch = min(batch, cfg.train.batch_size)
         size = min(n_train, batch * (steps + 1))
         loader = DataLoader(Subset(train_set, range(size)), batch_size=batch, shuffle=False)
         batches = list(loader)
@@ -146,11 +147,18 @@ def measure_epoch_seconds(config: dict, *, cache_dir: Path, data_root: str | Non
                       channels_last=cfg.train.channels_last)
         if getattr(parts, "mixup", None) is not None:
             kwargs["batch_transform"] = parts.mixup
+        if getattr(parts, "ema", None) is not None:
+            kwargs["ema"] = parts.ema
         train_one_epoch(parts.model, batches[:1], parts.task, parts.optimizer, **kwargs)  # warm-up
-        timed = batches[1:] or batches
-        start = time.perf_counter()
-        train_one_epoch(parts.model, timed, parts.task, parts.optimizer, **kwargs)
-        per_sample = (time.perf_counter() - start) / max(sum(len(b[1]) for b in timed), 1)
+        seconds, seen = 0.0, 0
+        for b in batches[1:] or batches:
+            start = time.perf_counter()
+            train_one_epoch(parts.model, [b], parts.task, parts.optimizer, **kwargs)
+            seconds += time.perf_counter() - start
+            seen += len(b[1])
+            if seconds > enough_s:
+                break
+        per_sample = seconds / max(seen, 1)
     finally:
         torch.set_num_threads(previous)
     return per_sample * (n_train + n_val / 3)

@@ -54,16 +54,19 @@ class Context:
 
 
 Check = Callable[[str, object, Context], "str | None"]
-_CHECKS: list[tuple[tuple[str, ...] | None, Check]] = []
+_CHECKS: list[tuple[tuple[str, ...] | None, Check, bool]] = []
 
 
-def register_check(fn: Check | None = None, *, keys: list[str] | tuple[str, ...] | None = None):
+def register_check(fn: Check | None = None, *, keys: list[str] | tuple[str, ...] | None = None,
+                   last: bool = False):
     """Register ``fn(key, value, context) -> reason | None``; ``keys`` (glob patterns such as
     ``model.*``) limits which keys it is asked about. Usable as ``@register_check`` or
-    ``@register_check(keys=[...])``. Checks run in registration order; the first reason wins."""
+    ``@register_check(keys=[...])``. Checks run in registration order, ``last=True`` ones (the
+    generic build probe) after all others, so a specific reason is the one people read; the
+    first reason wins."""
 
     def wrap(check: Check) -> Check:
-        _CHECKS.append((tuple(keys) if keys else None, check))
+        _CHECKS.append((tuple(keys) if keys else None, check, last))
         return check
 
     return wrap(fn) if fn is not None else wrap
@@ -71,12 +74,13 @@ def register_check(fn: Check | None = None, *, keys: list[str] | tuple[str, ...]
 
 def unregister_check(check: Check) -> None:
     """Remove a check ``register_check`` added (tests, plugins that unload)."""
-    _CHECKS[:] = [(keys, c) for keys, c in _CHECKS if c is not check]
+    _CHECKS[:] = [row for row in _CHECKS if row[1] is not check]
 
 
 def infeasible(key: str, value, context: Context) -> str | None:
     """The first registered check's reason why ``key=value`` cannot run, or None."""
-    for keys, check in list(_CHECKS):
+    ordered = [row for row in _CHECKS if not row[2]] + [row for row in _CHECKS if row[2]]
+    for keys, check, _ in ordered:
         if keys is not None and not any(fnmatch.fnmatchcase(key, k) for k in keys):
             continue
         reason = check(key, value, context)
@@ -162,7 +166,7 @@ def _landmarks_need_detected_faces(key, value, ctx: Context) -> str | None:
 _PROBES: dict[str, str | None] = {}
 
 
-@register_check(keys=["model.*", "data.image_size"])
+@register_check(keys=["model.*", "data.image_size"], last=True)
 def _model_builds_and_runs(key, value, ctx: Context) -> str | None:
     """Build the model with this value (and the space's fixed model keys) and run its feature
     extractor once on a random input at the trial's image size: catches a backbone without a

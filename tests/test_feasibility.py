@@ -96,7 +96,7 @@ def check_space_on(space_path: Path, layout: str, face_fakes, draws: int) -> Non
 
 @pytest.mark.parametrize("layout", FACE_LAYOUTS)
 def test_default_face_space_samples_only_buildable_configs(face_fakes, layout):
-    check_space_on(builtin_space_path("face"), layout, face_fakes, draws=8)
+    check_space_on(builtin_space_path("face"), layout, face_fakes, draws=5)
 
 
 @pytest.mark.parametrize("space_path", face_spaces()[1:], ids=lambda p: p.stem)
@@ -104,7 +104,7 @@ def test_each_dataset_space_samples_only_buildable_configs_on_its_dataset(face_f
     layouts = [space_path.stem] if space_path.stem in face_fakes else []
     layouts += ["ckplus-48"] if space_path.stem == "ckplus" else []
     for layout in layouts or pytest.skip(f"{space_path.stem} is not a face dataset with a fake copy"):
-        check_space_on(space_path, layout, face_fakes, draws=8)
+        check_space_on(space_path, layout, face_fakes, draws=5)
 
 
 @pytest.mark.slow
