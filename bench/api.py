@@ -135,7 +135,13 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     keep = results / "models" / run_name
     if keep.exists():
         shutil.rmtree(keep)
-    outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, extra_objectives)
+    try:
+        outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, extra_objectives)
+    except UserError:
+        if ended_by_budget and not result_grid.errors:
+            raise UserError(f"the time budget of {time_budget_s:g} s ended sweep {run_name!r} before any trial "
+                            f"finished an epoch; give it more with --time-budget") from None
+        raise
     wall = time.time() - start
     test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=cache, data_root=root)
     record = {

@@ -116,52 +116,88 @@ def representative_configs(space, extra_fixed: dict) -> list[dict]:
     return out
 
 
-def measure_epoch_seconds(config: dict, *, cache_dir: Path, data_root: str | None, threads: int,
-                          steps: int = 4, batch: int = 32, enough_s: float = 1.5) -> float:
-    """Seconds one epoch of ``config`` takes here: up to ``steps`` timed steps of ``batch``
-    samples (fewer once ``enough_s`` have passed; after one untimed warm-up step) scaled to the
-    training split, plus a validation pass at a third of a training step's cost per sample."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
+class EpochTimer:
+    """Times one epoch of each representative configuration here. The first one is built with the
+    trial's own ``build_parts`` (its wall time is the measured per-trial setup: data loading and
+    model build); the others reuse its training set when their input shape matches (loading a
+    large split again would only time the disk), with their own model, optimizer, task and EMA."""
 
-    from .engine import train_one_epoch
-    from .spec import TrialConfig
-    from .trainable import build_parts
+    def __init__(self, *, cache_dir: Path, data_root: str | None, threads: int, steps: int = 4,
+                 batch: int = 32, enough_s: float = 1.5):
+        self.cache_dir, self.data_root, self.threads = Path(cache_dir), data_root, max(1, threads)
+        self.steps, self.batch, self.enough_s = steps, batch, enough_s
+        self.shared = None  # (input size, training set, n_train, n_val, mixup)
+        self.setup_s: float | None = None
 
-    cfg = TrialConfig.from_flat(config)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
-    try:
-        from .classic_trial import is_classic, trial_seconds
+    def __call__(self, config: dict) -> tuple[float, bool]:
+        """(seconds per epoch, whether the trial is one fit instead of epochs)."""
+        import torch
 
-        if is_classic(cfg):  # a scikit-learn head is fitted once: its whole trial is the "epoch"
-            return trial_seconds(config, cache_dir=Path(cache_dir), data_root=data_root)
-        parts = build_parts(cfg, Path(cache_dir), data_root)
+        from .spec import TrialConfig
+
+        cfg = TrialConfig.from_flat(config)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            from .classic_trial import is_classic, trial_seconds
+
+            if is_classic(cfg):  # a scikit-learn head is fitted once: its whole trial is the "epoch"
+                return trial_seconds(config, cache_dir=self.cache_dir, data_root=self.data_root), True
+            return self._epoch(cfg), False
+        finally:
+            torch.set_num_threads(previous)
+
+    def _parts(self, cfg):
+        from . import trainable
+        from .tasks import create_task
+
+        if self.shared is not None:
+            input_size, train_set, n_train, n_val, mixup = self.shared
+            device = trainable.pick_device()
+            model = trainable.build_model(cfg, train_set.num_classes).to(device)
+            if tuple(model.input_spec.input_size) == input_size and not model.input_spec.extras:
+                ema_class = getattr(trainable, "CountingEma", None)
+                ema = ema_class(model, cfg.train.ema_decay) if getattr(cfg.train, "ema", False) and ema_class else None
+                task = create_task(cfg.task.name, label_smoothing=cfg.train.label_smoothing)
+                return (model, trainable.create_optimizer(cfg, model), task, device, train_set, n_train, n_val,
+                        mixup if getattr(cfg.data, "mixup", 0) or getattr(cfg.data, "cutmix", 0) else None, ema)
+        start = time.perf_counter()
+        parts = trainable.build_parts(cfg, self.cache_dir, self.data_root)
         train_set = parts.train_loader.dataset
         n_train, n_val = len(train_set), len(parts.val_loader.dataset)
-        batch = min(batch, cfg.train.batch_size)
-        size = min(n_train, batch * (steps + 1))
-        loader = DataLoader(Subset(train_set, range(size)), batch_size=batch, shuffle=False)
-        batches = list(loader)
-        kwargs = dict(device=parts.device, scaler=parts.scaler, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
+        if self.shared is None:
+            self.setup_s = time.perf_counter() - start
+            self.shared = (tuple(parts.model.input_spec.input_size), train_set, n_train, n_val,
+                           getattr(parts, "mixup", None))
+        return (parts.model, parts.optimizer, parts.task, parts.device, train_set, n_train, n_val,
+                getattr(parts, "mixup", None), getattr(parts, "ema", None))
+
+    def _epoch(self, cfg) -> float:
+        from torch.utils.data import DataLoader, Subset
+
+        from .engine import train_one_epoch
+
+        model, optimizer, task, device, train_set, n_train, n_val, mixup, ema = self._parts(cfg)
+        batch = min(self.batch, cfg.train.batch_size)
+        size = min(n_train, batch * (self.steps + 1))
+        batches = list(DataLoader(Subset(train_set, range(size)), batch_size=batch, shuffle=False))
+        kwargs = dict(device=device, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
                       channels_last=cfg.train.channels_last)
-        if getattr(parts, "mixup", None) is not None:
-            kwargs["batch_transform"] = parts.mixup
-        if getattr(parts, "ema", None) is not None:
-            kwargs["ema"] = parts.ema
-        train_one_epoch(parts.model, batches[:1], parts.task, parts.optimizer, **kwargs)  # warm-up
+        if mixup is not None:
+            kwargs["batch_transform"] = mixup
+        if ema is not None:
+            kwargs["ema"] = ema
+        train_one_epoch(model, batches[:1], task, optimizer, **kwargs)  # warm-up
         seconds, seen = 0.0, 0
         for b in batches[1:] or batches:
             start = time.perf_counter()
-            train_one_epoch(parts.model, [b], parts.task, parts.optimizer, **kwargs)
+            train_one_epoch(model, [b], task, optimizer, **kwargs)
             seconds += time.perf_counter() - start
             seen += len(b[1])
-            if seconds > enough_s:
+            if seconds > self.enough_s:
                 break
-        per_sample = seconds / max(seen, 1)
-    finally:
-        torch.set_num_threads(previous)
-    return per_sample * (n_train + n_val / 3)
+        # an epoch: the training split, and a validation pass at ~1/3 of a training step per sample
+        return seconds / max(seen, 1) * (n_train + n_val / 3)
 
 
 def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, cache_dir: Path,
@@ -172,12 +208,16 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
     device = "gpu" if gpus_per_trial else "cpu"
     if device == "gpu" and not torch.cuda.is_available():
         raise UserError("the driver has no GPU to time an epoch on")
-    threads = max(1, int(cpus_per_trial))
-    per_model = {}
+    timer = EpochTimer(cache_dir=cache_dir, data_root=data_root, threads=int(cpus_per_trial))
+    epochs = asha_epochs_per_trial(max_epochs, int(space.scheduler.get("grace_period", 1)),
+                                   float(space.scheduler.get("reduction_factor", 3)), space.scheduler["name"])
+    per_model, trial_s = {}, []
     for config in representative_configs(space, extra_fixed):
-        per_model[str(config.get("model.name"))] = measure_epoch_seconds(
-            config, cache_dir=cache_dir, data_root=data_root, threads=threads)
+        seconds, one_shot = timer(config)
+        per_model[str(config.get("model.name"))] = seconds
+        trial_s.append(seconds if one_shot else seconds * epochs / max(workers_per_trial, 1))
     epoch = sum(per_model.values()) / len(per_model) / max(workers_per_trial, 1)
+    overhead = max(TRIAL_OVERHEAD_S, timer.setup_s or 0.0)  # measured: the first config's data + model
     if device == "gpu":
         slots = torch.cuda.device_count() / max(gpus_per_trial * workers_per_trial, 1e-9)
     else:
@@ -185,9 +225,7 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
     if address:  # a cluster: its size is not known before joining; assume this machine's share
         slots = max(slots, 1)
     concurrent = int(max(1, min(samples, math.floor(slots))))
-    epochs = asha_epochs_per_trial(max_epochs, int(space.scheduler.get("grace_period", 1)),
-                                   float(space.scheduler.get("reduction_factor", 3)), space.scheduler["name"])
-    seconds = STARTUP_S + samples * (epochs * epoch + TRIAL_OVERHEAD_S) / concurrent
+    seconds = STARTUP_S + samples * (sum(trial_s) / len(trial_s) + overhead) / concurrent
     return Estimate(seconds, epoch, epochs, samples, concurrent, per_model, device)
 
 
@@ -202,10 +240,21 @@ def describe(est: Estimate, *, time_budget_s: float | None, samples: int, max_ep
         lines.append(f"Time budget {format_duration(time_budget_s)}: the sweep should end within it.")
         return lines
     share = max(time_budget_s - STARTUP_S, 1.0) / max(est.seconds - STARTUP_S, 1e-9)  # the part that fits
+    fit_samples, fit_epochs = int(samples * share), int(max_epochs * share)
+    shorter = [f"--samples {fit_samples}"] if fit_samples >= 2 else []
+    shorter += [f"--max-epochs {fit_epochs}"] if fit_epochs >= 2 else []
+    gpu = "a GPU (--gpus-per-trial 1)" if est.device == "cpu" else "more GPUs (a cluster, --address)"
+    fit = (f"to fit it in the budget, {' or '.join(shorter)}, or {gpu}" if shorter else
+           f"one epoch alone takes ~{format_duration(est.epoch_seconds)} here, so only a few trials will "
+           f"run within the budget; to run more, use {gpu}")
     lines.append(
         f"The full sweep would take about {format_duration(est.seconds)} on this {est.device.upper()}, more than "
         f"its time budget of {format_duration(time_budget_s)}: it will stop at the budget and keep the best trial "
-        f"so far. To run it all, pass --time-budget {math.ceil(est.seconds / 60)}m; to fit it in the budget, "
-        f"--samples {max(1, int(samples * share))} or --max-epochs {max(1, int(max_epochs * share))}"
-        + (", or a GPU (--gpus-per-trial 1)." if est.device == "cpu" else "."))
+        f"so far. To run it all, pass --time-budget {_flag_duration(est.seconds)}; {fit}.")
     return lines
+
+
+def _flag_duration(seconds: float) -> str:
+    """A ``--time-budget`` value a little above ``seconds``: whole minutes, or hours above 2 h."""
+    minutes = math.ceil(seconds / 60)
+    return f"{math.ceil(minutes / 60)}h" if minutes > 120 else f"{minutes}m"
