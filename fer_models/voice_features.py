@@ -150,7 +150,7 @@ def encoder_shape(encoder: str, weights: str | os.PathLike | None = None) -> tup
 
 def feature_spec(features: str, *, frames: int | None = None, n_bins: int | None = None,
                  weights: str | os.PathLike | None = None, feature_set: str | None = None,
-                 speaker_norm: bool = False, **_ignored) -> InputSpec:
+                 speaker_norm: bool = False) -> InputSpec:
     """The InputSpec of one voice representation (see the module docstring). ``frames`` sizes the
     2-D ones, ``n_bins`` the mel bands / MFCCs, ``feature_set`` overrides the openSMILE set,
     ``speaker_norm`` asks the data pipeline to z-score each speaker's features with that speaker's
