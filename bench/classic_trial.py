@@ -9,8 +9,10 @@
   split (no augmentation) fit the SVM, and the epoch's validation metrics are the SVM's; the
   checkpoint keeps that SVM as ``head.skops``.
 - Where the validation split holds several samples of one clip (``Sample.clip_id``: CK+'s last
-  frames of a sequence), the ``aggregate_clips`` threshold that gives the best clip-level UAR is
-  stored as ``clip_threshold`` in the checkpoint's extra; ``fer-bench predict`` uses it.
+  frames of a sequence), or a voice model reads windows of frames (``predict`` cuts an utterance
+  into half-overlapping windows; validation utterances are cut the same way), the
+  ``aggregate_clips`` threshold that gives the best clip-level UAR is stored as ``clip_threshold``
+  in the checkpoint's extra; ``fer-bench predict`` uses it.
 
 ``trainable.run_trial`` calls into here; nothing here imports Ray.
 """
@@ -101,7 +103,8 @@ def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report
     train = evaluate(model, train_loader, task)
     val = evaluate(model, val_loader, task)
     extra = {"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}}
-    extra.update(clip_threshold_extra(cfg, Path(cache_dir), data_root, val_set, model, val_loader))
+    clips = validation_clips(cfg, Path(cache_dir), data_root, val_loader, model.input_spec)
+    extra.update(clips.tune(model) if clips is not None else {})
     metrics = {
         "epoch": 1,
         "train/loss": train["loss"],
@@ -188,12 +191,86 @@ def tune_clip_threshold(probs: np.ndarray, labels: np.ndarray, clip_ids: list[st
     return best[1], best[0]
 
 
-def clip_threshold_extra(cfg: TrialConfig, cache_dir: Path, data_root: str | None, val_set, model, val_loader,
-                         device="cpu", clip_ids: list[str] | None = None) -> dict:
-    """``{"clip_threshold": t, "val_clip_uar": u}`` for checkpoints of clip datasets, else ``{}``."""
-    ids = clip_ids if clip_ids is not None else val_clip_ids(cfg, cache_dir, data_root, val_set)
-    if ids is None:
-        return {}
-    probs, labels, _ = predict(model, val_loader, device=device)
-    threshold, uar = tune_clip_threshold(probs, labels, ids)
-    return {"clip_threshold": threshold, "val_clip_uar": uar}
+def voice_window_starts(length: int, frames: int) -> list[int]:
+    """Windows of ``frames`` frames, half-overlapping, the last one flush with the end: how
+    ``predict`` cuts an utterance (and how validation utterances are cut to tune its threshold)."""
+    if length <= frames:
+        return [0]
+    starts = list(range(0, length - frames + 1, max(frames // 2, 1)))
+    return starts + ([length - frames] if starts[-1] != length - frames else [])
+
+
+class ValidationClips:
+    """Validation parts (frames of a clip, or windows of an utterance) and the clip each belongs to."""
+
+    def __init__(self, loader, clip_ids: list):
+        self.loader, self.clip_ids = loader, clip_ids
+
+    def tune(self, model, device="cpu") -> dict:
+        """``{"clip_threshold": t, "val_clip_uar": u}`` for ``model``."""
+        probs, labels, _ = predict(model, self.loader, device=device)
+        threshold, uar = tune_clip_threshold(probs, labels, self.clip_ids)
+        return {"clip_threshold": threshold, "val_clip_uar": uar}
+
+
+def _voice_windows(cfg: TrialConfig, cache_dir: Path, data_root: str | None, spec) -> ValidationClips | None:
+    """The validation utterances cut into windows as ``predict`` cuts them, standardised as in
+    training (train-split statistics, after speaker normalisation when the spec asks for it); None
+    when the model reads one vector per file or no utterance is longer than one window."""
+    from torch.utils.data import TensorDataset
+
+    from .data.media_dataset import voice_request
+    from .data.prep import audio as audio_prep
+    from .data.prep.media_cache import MediaError
+    from .data.tensors import feature_stats, speaker_normalise, voice_to_tensor
+
+    params, frames, channel_dim = voice_request(spec, cache_dir)
+    if frames is None:
+        return None
+    _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
+
+    def features(samples):
+        kept = []
+        for s in samples:
+            audio = "audio" in s.meta
+            path = Path(s.meta["audio"] if audio else s.path)
+            try:
+                kept.append((s, audio_prep.cached_features(path, cache_dir, params,
+                                                           s.meta.get("audio_sha256" if audio else "sha256"))))
+            except MediaError:
+                continue  # the dataset skipped (and reported) it too
+        return kept
+
+    val = features(splits["val"])
+    lengths = [f.shape[1] for _, f in val]
+    if not val or max(lengths) <= frames:
+        return None
+    train = features(splits["train"])
+    train_values, val_values = [f for _, f in train], [f for _, f in val]
+    if spec.extras.get("speaker_norm"):
+        train_values = speaker_normalise(train_values, [s.subject for s, _ in train], True)
+        val_values = speaker_normalise(val_values, [s.subject for s, _ in val], True)
+    mean, std = feature_stats(train_values)
+    silence = audio_prep.silence_column(params["kind"], params["n_bins"], params["n_mels"]) \
+        if params["kind"] in ("logmel", "mfcc") else mean
+    windows, clip_ids, labels = [], [], []
+    for i, ((sample, _), f) in enumerate(zip(val, val_values)):
+        for start in voice_window_starts(f.shape[1], frames):
+            windows.append(f[:, start:start + frames])
+            clip_ids.append(i)
+            labels.append(sample.label)
+    x = voice_to_tensor(windows, frames, silence, mean, std, channel_dim)
+    return ValidationClips(_loader(TensorDataset(x, torch.tensor(labels))), clip_ids)
+
+
+def validation_clips(cfg: TrialConfig, cache_dir: Path, data_root: str | None, val_loader,
+                     spec) -> ValidationClips | None:
+    """What a clip threshold is tuned on, or None: validation samples sharing a ``clip_id`` (CK+'s
+    frames of a sequence), else, for a voice model on frames, the windows ``predict`` would cut
+    from each validation utterance."""
+    ids = val_clip_ids(cfg, cache_dir, data_root, val_loader.dataset)
+    if ids is not None:
+        return ValidationClips(val_loader, ids)
+    if spec.modality == "voice":
+        return _voice_windows(cfg, cache_dir, data_root, spec)
+    return None

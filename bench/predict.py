@@ -285,11 +285,10 @@ class Predictor:
 
     def window_starts(self, length: int) -> list[int]:
         """Windows of the model's frame count, half-overlapping, the last one flush with the end."""
+        from .classic_trial import voice_window_starts  # the same cut tunes the clip threshold
+
         frames = self.voice_request()[1]
-        if frames is None or length <= frames:
-            return [0]
-        starts = list(range(0, length - frames + 1, max(frames // 2, 1)))
-        return starts + ([length - frames] if starts[-1] != length - frames else [])
+        return [0] if frames is None else voice_window_starts(length, frames)
 
     def load_wave(self, path: Path) -> np.ndarray:
         return audio_prep.load_audio(path, self.voice_spec.sample_rate or audio_prep.SAMPLE_RATE)

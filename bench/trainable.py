@@ -234,7 +234,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         return classic_trial.run_classic_trial(cfg, config, cache_dir=Path(cache_dir), report=report,
                                                data_root=data_root)
     parts = build_parts(cfg, Path(cache_dir), data_root)
-    clip_ids = classic_trial.val_clip_ids(cfg, Path(cache_dir), data_root, parts.val_loader.dataset)
+    clips = classic_trial.validation_clips(cfg, Path(cache_dir), data_root, parts.val_loader, parts.model.input_spec)
     start_epoch = 0
     if resume_state is not None:
         # with EMA, "model" holds the averaged weights and "train_model" the ones being trained
@@ -282,9 +282,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             svm, scored_head, val = classic_trial.fit_fusion_svm(
                 scored_bare, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
                 seed=cfg.train.seed)
-        clip = classic_trial.clip_threshold_extra(cfg, Path(cache_dir), data_root, None,
-                                                  scored_head if svm is not None else scored_bare,
-                                                  parts.val_loader, parts.device, clip_ids) if clip_ids else {}
+        clip = clips.tune(scored_head if svm is not None else scored_bare, parts.device) if clips else {}
         if getattr(scored_bare, "identity_aware", False):
             val["identity_leakage"] = identity_leakage_probe(scored_bare, parts.val_loader, parts.device)
         if latency is None:

@@ -198,3 +198,26 @@ def empty_encoder_env(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     for name in ("WAVLM_BASE", "HUBERT_BASE", "WAV2VEC2_BASE"):
         monkeypatch.delenv(f"FER_BENCH_{name}_WEIGHTS", raising=False)
+
+
+def test_voice_clip_threshold_is_tuned_on_the_windows_predict_cuts(tmp_path, cache_dir):
+    from bench.data import load_splits
+    from bench.metrics import classification_metrics
+    from bench.predict import Predictor, predict_audio
+
+    # 32-frame windows: every synthetic utterance is cut into several, as predict cuts a file
+    config = {"model.name": "voice_cnn1d", "model.frames": 32, "model.width": 16, "data.dataset": "synthetic-voice",
+              "train.max_epochs": 1, "train.batch_size": 32}
+    folder, reports = tmp_path / "cnn", []
+    run_trial(config, cache_dir=cache_dir, report=_keep(folder, reports))
+    stored = load_checkpoint(folder)["extra"]
+    assert "clip_threshold" in stored and reports[0]["val/clip_uar"] == stored["val_clip_uar"]
+    predictor = Predictor(folder, cache_dir=cache_dir)
+    assert predictor.threshold == stored["clip_threshold"]
+    _, _, splits = load_splits("synthetic-voice", 0, None, cache_dir)
+    results = [predict_audio(predictor, Path(s.path)) for s in splits["val"]]
+    assert max(len(r["frames"]) for r in results) > 1
+    truth = [s.label for s in splits["val"]]
+    labels = [predictor.class_names.index(r["label"]) for r in results]
+    # predict's utterance labels, with the stored threshold, score what validation said they would
+    assert classification_metrics(truth, labels, 7)["uar"] == pytest.approx(stored["val_clip_uar"])
