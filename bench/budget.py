@@ -221,7 +221,8 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
     if device == "gpu":
         slots = torch.cuda.device_count() / max(gpus_per_trial * workers_per_trial, 1e-9)
     else:
-        slots = (os.cpu_count() or 1) / max(cpus_per_trial * workers_per_trial, 1e-9)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        slots = cores / max(cpus_per_trial * workers_per_trial, 1e-9)
     if address:  # a cluster: its size is not known before joining; assume this machine's share
         slots = max(slots, 1)
     concurrent = int(max(1, min(samples, math.floor(slots))))
