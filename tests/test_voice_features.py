@@ -228,3 +228,13 @@ def test_a_claimed_entry_is_left_to_its_owner_until_published_or_abandoned(tmp_p
     marker.unlink()  # the owner gave up without publishing: the waiter computes it itself
     assert wait_for_entry(tmp_path, "audio-x", "cd" * 32, compute)["features"].sum() == 3 and calls == [1]
     assert not marker.exists()
+    # a holder killed before it could release its claim does not make others wait
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    other = entry_path(tmp_path, "audio-x", "ef" * 32).with_suffix(".claim")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_text(f"{socket.gethostname()} {dead.pid}")
+    assert cached_entry(tmp_path, "audio-x", "ef" * 32, compute, claim=True)["features"].sum() == 3

@@ -107,7 +107,26 @@ class Busy(Exception):
     """Another process is computing this entry right now (``cached_entry(..., claim=True)``)."""
 
 
-CLAIM_STALE_SECONDS = 600.0  # a claim older than this belongs to a process that died
+CLAIM_STALE_SECONDS = 120.0  # one file's features take seconds; a claim this old was abandoned
+
+
+def _claim_abandoned(marker: Path) -> bool:
+    """True when the claim's process is gone (same host, pid not running) or the claim is old."""
+    import socket
+
+    try:
+        age = time.time() - marker.stat().st_mtime
+        host, pid = marker.read_text().split()
+    except (OSError, ValueError):
+        return not marker.exists()  # released meanwhile (or a claim still being written: fresh)
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True  # killed before it could release the claim
+        except (PermissionError, ValueError):
+            pass
+    return age >= CLAIM_STALE_SECONDS
 
 
 def cached_entry(cache_dir: Path, tag: str, sha256: str,
@@ -131,14 +150,17 @@ def cached_entry(cache_dir: Path, tag: str, sha256: str,
     if marker is not None:
         marker.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                fresh = time.time() - marker.stat().st_mtime < CLAIM_STALE_SECONDS
-            except OSError:
-                fresh = False  # released meanwhile: the entry (or .failed) is there now
-            if fresh:
+            if not _claim_abandoned(marker):
                 raise Busy(str(path)) from None
+            return cached_entry(cache_dir, tag, sha256, compute)
+        import socket
+
+        with os.fdopen(fd, "w") as f:  # who holds it, so a waiter can tell a dead holder
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        if path.is_file() or failed.is_file():  # published by the previous holder just before we claimed
+            marker.unlink(missing_ok=True)
             return cached_entry(cache_dir, tag, sha256, compute)
     try:
         try:
@@ -160,11 +182,8 @@ def wait_for_entry(cache_dir: Path, tag: str, sha256: str, compute: Callable[[],
     path = entry_path(cache_dir, tag, sha256)
     marker = path.with_suffix(".claim")
     while not path.is_file() and not path.with_suffix(".failed").is_file():
-        try:
-            if time.time() - marker.stat().st_mtime >= CLAIM_STALE_SECONDS:
-                break
-        except OSError:
-            break  # released: published just now, or given up
+        if _claim_abandoned(marker):
+            break  # released (published just now, or given up), or its holder died
         time.sleep(poll)
     return cached_entry(cache_dir, tag, sha256, compute)
 
