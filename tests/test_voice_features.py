@@ -238,3 +238,21 @@ def test_a_claimed_entry_is_left_to_its_owner_until_published_or_abandoned(tmp_p
     other.parent.mkdir(parents=True, exist_ok=True)
     other.write_text(f"{socket.gethostname()} {dead.pid}")
     assert cached_entry(tmp_path, "audio-x", "ef" * 32, compute, claim=True)["features"].sum() == 3
+
+
+def test_audio_too_short_for_opensmile_is_skipped_counted_and_named(tess, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    root = tmp_path / "tess"
+    shutil.copytree(tess, root)
+    folder = next(root.rglob("YAF_*"))
+    short = folder / f"YAF_tiny_{folder.name.split('_', 1)[1].lower()}.wav"
+    sf.write(str(short), np.zeros(40, np.float32), 16000)
+    splits = {split: create_dataset("tess", split, 1, feature_spec("egemaps"), cache_dir=tmp_path / "c",
+                                    data_root=root) for split in ("train", "val", "test")}
+    skipped = [s for d in splits.values() for s in d.skipped]
+    assert [Path(s.path).name for s in skipped] == [short.name]
+    assert "too short" in skipped[0].reason
+    assert sum(len(d) for d in splits.values()) == 70  # every other file is there
