@@ -35,11 +35,16 @@ def save_checkpoint(directory: str | Path, *, model, optimizer=None, scheduler=N
         "config": json.dumps(config, default=str),
         "extra": json.dumps(extra or {}, default=str),
     }
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    return _write_atomically(directory / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+
+
+def _write_atomically(target: Path, write) -> Path:
+    """``write(tmp_path)`` then rename onto ``target``: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, directory / CHECKPOINT_FILE)
-    return directory / CHECKPOINT_FILE
+    write(tmp)
+    os.replace(tmp, target)
+    return target
 
 
 def load_checkpoint(directory: str | Path) -> dict:
@@ -58,11 +63,7 @@ def save_estimator(directory: str | Path, estimator) -> Path:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    sio.dump(estimator, tmp)
-    os.replace(tmp, directory / HEAD_FILE)
-    return directory / HEAD_FILE
+    return _write_atomically(directory / HEAD_FILE, lambda tmp: sio.dump(estimator, tmp))
 
 
 def has_estimator(directory: str | Path) -> bool:
