@@ -21,8 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .common import median
 from .replay import (
     GRIDS,
@@ -31,6 +29,7 @@ from .replay import (
     grid_proposer,
     learning_curves,
     log,
+    mean_std,
     optuna_proposer,
     replay,
     tpe_sampler,
@@ -40,11 +39,6 @@ SETTINGS = ((1, 2), (1, 3), (2, 2), (2, 3), (3, 2), (3, 3), (4, 2), (4, 3))  # (
 SEEDS = {"full": {"select": tuple(range(0, 5)), "report": tuple(range(5, 15))},
          "tiny": {"select": (0, 1), "report": (2, 3)}}
 TOLERANCE = 0.01  # "within one point of the grid's best" on a 0..1 UAR scale
-
-
-def _stats(values) -> dict:
-    arr = np.asarray(list(values), dtype=float)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
 
 
 def run(size: str, cache_dir: Path) -> dict:
@@ -75,8 +69,8 @@ def run(size: str, cache_dir: Path) -> dict:
     selection = {}
     for setting in settings:
         runs = [sweep(setting, seed, max_samples=samples) for seed in seeds["select"]]
-        selection[setting] = {"best_val_uar": _stats(r.best for r in runs)["mean"],
-                              "epochs": _stats(r.epochs for r in runs)["mean"]}
+        selection[setting] = {"best_val_uar": mean_std(r.best for r in runs)["mean"],
+                              "epochs": mean_std(r.epochs for r in runs)["mean"]}
     chosen = max(settings, key=lambda s: (selection[s]["best_val_uar"], -selection[s]["epochs"]))
     shipped = (space.scheduler.get("grace_period"), space.scheduler.get("reduction_factor"))
 
@@ -108,9 +102,9 @@ def run(size: str, cache_dir: Path) -> dict:
                        f"grid {sum(r['grid_reached'] for r in races)}/{len(races)}",
             "in_sample_ratio": median(in_sample),
             "shipped_setting_out_of_sample_ratio": median(shipped_out) if shipped_out else None,
-            "at_demo_budget": {"asha_epochs": _stats(d["epochs"] for d in demo),
-                               "asha_best_val_uar": _stats(d["asha_best"] for d in demo),
-                               "grid_best_val_uar_same_epochs": _stats(d["grid_best"] for d in demo),
+            "at_demo_budget": {"asha_epochs": mean_std(d["epochs"] for d in demo),
+                               "asha_best_val_uar": mean_std(d["asha_best"] for d in demo),
+                               "grid_best_val_uar_same_epochs": mean_std(d["grid_best"] for d in demo),
                                "per_seed": demo},
         },
     }

@@ -56,6 +56,12 @@ GRIDS = {
 }
 
 
+def mean_std(values) -> dict:
+    """{"mean", "std"} (sample std) of the per-seed figures every replay benchmark reports."""
+    arr = np.asarray(list(values), dtype=float)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
+
+
 def log(message: str) -> None:
     """Progress goes to stderr, so ``--json`` keeps stdout one JSON object."""
     print(message, file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ from .replay import (
     demo_space,
     learning_curves,
     log,
+    mean_std,
     optuna_proposer,
     replay,
     tpe_sampler,
@@ -102,11 +103,7 @@ def run(size: str, cache_dir: Path) -> dict:
             rows.append(best_so_far(trace.points, marks))
         traces[method] = np.vstack(rows)
 
-    def stats(values):
-        arr = np.asarray(values, dtype=float)
-        return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0}
-
-    summary = {m: {"best_val_uar": stats(results[m]), "trials": stats(trials[m])} for m in METHODS}
+    summary = {m: {"best_val_uar": mean_std(results[m]), "trials": mean_std(trials[m])} for m in METHODS}
     with warnings.catch_warnings():  # nan means before the first report: expected at the start
         warnings.simplefilter("ignore", RuntimeWarning)
         plot = plot_png(curves.path.parent / f"search-best-so-far-{size}.png", marks, traces,
