@@ -15,15 +15,16 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
+MAX_EPOCHS = 6
 SPACE = """
 schema: 1
 modality: face
-budget: {samples: 4, max_epochs: 4}
+budget: {samples: 4, max_epochs: MAX_EPOCHS}
 scheduler: {name: fifo}
 fixed: {data.image_size: 32, model.name: fer_cnn, train.batch_size: 32}
 params:
   optim.lr: {float: [1.0e-3, 1.0e-2], log: true}
-"""
+""".replace("MAX_EPOCHS", str(MAX_EPOCHS))
 
 
 def free_port() -> int:
@@ -77,12 +78,32 @@ def two_node_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def read_rows(result: Path) -> list[dict]:
+    rows = []
+    for line in result.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # Ray is writing this line right now
+            pass
+    return rows
+
+
 def node_ids(run_dir: Path) -> dict[str, set[str]]:
     out = {}
     for result in run_dir.glob("fer_trial_*/result.json"):
-        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        rows = read_rows(result)
         out[result.parent.name] = {r["node_id"] for r in rows if "node_id" in r}
     return out
+
+
+def nodes_mid_run(run_dir: Path, at_most: int) -> set[str]:
+    """Nodes running a trial that has reported between 1 and `at_most` epochs."""
+    nodes = set()
+    for result in run_dir.glob("fer_trial_*/result.json"):
+        rows = read_rows(result)
+        if rows and "node_id" in rows[-1] and 1 <= rows[-1].get("training_iteration", 0) <= at_most:
+            nodes.add(rows[-1]["node_id"])
+    return nodes
 
 
 def test_sweep_uses_both_nodes_and_survives_losing_one(tmp_path, cache_dir, two_node_cluster):
@@ -96,9 +117,10 @@ def test_sweep_uses_both_nodes_and_survives_losing_one(tmp_path, cache_dir, two_
          "--results-dir", str(results), "--quiet"],
         env=two_node_cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline:  # both nodes busy: each has reported an epoch
-        seen = set().union(*node_ids(run_dir).values()) if node_ids(run_dir) else set()
-        if len(seen) >= 2:
+    # Kill only while each node has a trial mid-run (an epoch reported, at least two to go): a trial
+    # that already finished on the worker, or one not yet started there, would prove nothing.
+    while time.time() < deadline:
+        if len(nodes_mid_run(run_dir, MAX_EPOCHS - 2)) >= 2:
             break
         assert driver.poll() is None, driver.stdout.read()
         time.sleep(0.5)
@@ -117,4 +139,4 @@ def test_sweep_uses_both_nodes_and_survives_losing_one(tmp_path, cache_dir, two_
     assert any(len(nodes) == 2 for nodes in per_trial.values()), per_trial
     finished = [json.loads(p.read_text().splitlines()[-1])["training_iteration"]
                 for p in run_dir.glob("fer_trial_*/result.json")]
-    assert finished == [4, 4, 4, 4]
+    assert finished == [MAX_EPOCHS] * 4
