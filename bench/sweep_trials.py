@@ -1,15 +1,19 @@
-"""Read a finished (or interrupted) Ray Tune experiment folder without importing Ray: each trial's
-config (params.json) and per-epoch history (progress.csv, or result.json when Ray had not yet
-written the CSV), and how the trial ended (completed, stopped early by ASHA, errored)."""
+"""Read a finished (or interrupted) Ray Tune experiment through Ray's public result API: each
+trial's config, per-epoch history and how it ended (completed, stopped early by ASHA, errored)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 COMPLETED, STOPPED, ERRORED, NO_RESULT = "completed", "stopped early", "errored", "no result"
+
+
+def best_row(frame: pd.DataFrame, metric: str, mode: str) -> pd.Series:
+    """The reported epoch (row) with the best ``metric`` (the first one on a tie; NaN skipped):
+    the one rule for the best epoch of a trial, in sweeps, benchmark grids and reports."""
+    return frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
 
 
 @dataclass
@@ -27,73 +31,58 @@ class TrialHistory:
         return frame["training_iteration"].astype(int).tolist(), frame[metric].astype(float).tolist()
 
     def best(self, metric: str, mode: str = "max") -> float | None:
-        _, values = self.curve(metric)
-        if not values:
+        if self.history.empty or metric not in self.history or self.history[metric].isna().all():
             return None
-        return max(values) if mode == "max" else min(values)
+        return float(best_row(self.history, metric, mode)[metric])
 
     @property
     def epochs(self) -> int:
         return 0 if self.history.empty else int(self.history["training_iteration"].max())
 
 
-def _history(trial_dir: Path) -> pd.DataFrame:
-    progress = trial_dir / "progress.csv"
-    if progress.is_file() and progress.stat().st_size:
-        try:
-            return pd.read_csv(progress)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            pass  # a half-written CSV: result.json holds the same rows, one JSON object per line
-    result = trial_dir / "result.json"
-    rows = []
-    if result.is_file():
-        for line in result.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    frame = pd.DataFrame(rows)
-    return frame.drop(columns=["config"], errors="ignore")
-
-
-def _trial_id(trial_dir: Path, history: pd.DataFrame) -> str:
-    if "trial_id" in history and len(history):
-        return str(history["trial_id"].iloc[-1])
-    parts = trial_dir.name.split("_")
-    return parts[2] if len(parts) > 2 else trial_dir.name
-
-
 def read_trials(run_dir: Path) -> list[TrialHistory]:
-    """All trials of the experiment at ``run_dir``, in trial order."""
+    """All trials of the experiment at ``run_dir``, in trial order, read through Ray Tune's public
+    result API (``ExperimentAnalysis``: the experiment state, each trial's config, status and
+    per-epoch results). Imports Ray, but starts nothing; an absent or never-started experiment
+    (no experiment state yet) has no trials."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
+    from ray.tune import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+
+    try:
+        analysis = ExperimentAnalysis(str(run_dir))
+    except ValueError:  # Ray raises it when the folder holds no experiment state
+        return []
+    configs = analysis.get_all_configs()
     trials = []
-    for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
-        config = json.loads((trial_dir / "params.json").read_text())
-        history = _history(trial_dir)
-        if "training_iteration" not in history and len(history):
-            history["training_iteration"] = range(1, len(history) + 1)
-        error_file = trial_dir / "error.txt"
-        max_epochs = config.get("train.max_epochs")
+    for trial in analysis.trials:  # in the order Tune created them
+        history = _history(analysis.trial_dataframes.get(trial.trial_id))
+        max_epochs = configs[trial.trial_id].get("train.max_epochs")
         epochs = 0 if history.empty else int(history["training_iteration"].max())
-        if error_file.is_file():
-            status, error = ERRORED, error_file.read_text().strip().splitlines()[-1:]
+        error = ""
+        if trial.status == Trial.ERROR:
+            status, lines = ERRORED, (trial.get_error() or "").strip().splitlines()
+            error = lines[-1] if lines else ""
         elif epochs == 0:
-            status, error = NO_RESULT, []  # interrupted before its first report
+            status = NO_RESULT  # interrupted before its first report
         elif max_epochs is not None and epochs < int(max_epochs):
-            status, error = STOPPED, []
+            status = STOPPED
         else:
-            status, error = COMPLETED, []
-        trial = TrialHistory(_trial_id(trial_dir, history), config, history, status, error[0] if error else "")
-        trials.append((_index(trial_dir), trial))
-    # Ray names trial folders <trainable>_<id>_<index>_...: order by that index, not by the hex id
-    return [trial for _, trial in sorted(trials, key=lambda pair: pair[0])]
+            status = COMPLETED
+        trials.append(TrialHistory(trial.trial_id, configs[trial.trial_id], history, status, error))
+    return trials
 
 
-def _index(trial_dir: Path) -> int:
-    parts = trial_dir.name.split("_")
-    return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else 0
+def _history(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """The trial's reported rows without Ray's copy of the config (``config/<key>`` columns)."""
+    if frame is None or frame.empty:
+        return pd.DataFrame()
+    frame = frame.drop(columns=[c for c in frame.columns if str(c).startswith("config/")])
+    if "training_iteration" not in frame:
+        frame["training_iteration"] = range(1, len(frame) + 1)
+    return frame
 
 
 def asha_rungs(scheduler: dict, max_epochs: int) -> list[int]:

@@ -1,14 +1,18 @@
-"""The only module that imports Ray Tune: Tuner construction, the Ray-side trainable, restore."""
+"""The sweep's Ray Tune side: settings, connecting to Ray, the Tuner (searcher, scheduler, one
+``run_config``), restore, benchmark grids, and turning a ResultGrid into an outcome (``best_row``
+picks every best epoch). Trials run in ``ray_trial`` (single-process) and ``ddp`` (multi-worker)."""
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ddp import ddp_concurrency, fer_ddp_trial
 from .errors import UserError
+from .ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
 from .spaces import SearchSpace
+from .sweep_trials import best_row
 
 
 @dataclass(frozen=True)
@@ -97,71 +101,6 @@ def _check_reachable(address: str) -> None:
                         f"start one with `ray start --head --port {port}` or fix --address") from None
 
 
-CONFIG_ERROR = "config_error"  # the result key of a trial ended by a configuration error
-_BOUNDED_MAX = {"val/uar", "val/accuracy", "val/macro_f1"}
-
-
-def is_config_error(exc: BaseException, reported: bool) -> bool:
-    """A configuration error fails again on every retry: a ``UserError`` anywhere, or a
-    TypeError/ValueError (a bad model kwarg or value) before the trial's first report. Faults
-    (a killed worker, NaN loss, out of memory: RuntimeErrors) are not, and Ray retries them."""
-    import fer_models
-    from fer_models.face import PretrainedWeightsError
-
-    if isinstance(exc, (UserError, fer_models.UnknownModelError, PretrainedWeightsError)):
-        return True
-    return not reported and isinstance(exc, (TypeError, ValueError))
-
-
-def config_error_result(exc: BaseException, objectives) -> dict:
-    """What a trial ended by a configuration error reports instead of raising (Ray Tune retries
-    every exception up to max_failures and has no per-error rule): the worst value of each
-    objective, so ASHA and Optuna rank it last, and the error under ``config_error``."""
-    text = str(exc).strip().splitlines()
-    metrics = {m: (0.0 if m in _BOUNDED_MAX else -1e9) if mode == "max" else 1e9 for m, mode in objectives}
-    return {**metrics, "epoch": 0, CONFIG_ERROR: f"{type(exc).__name__}: {text[0] if text else ''}"}
-
-
-def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int,
-              fault_marker: str | None = None, objectives=(("val/uar", "max"),)) -> None:
-    """Runs inside a Ray worker: restore the last checkpoint if any, then run the trial. A
-    configuration error ends the trial with one report instead of a retried exception."""
-    import torch
-    from ray import tune
-
-    from .checkpoint import load_checkpoint
-    from .trainable import run_trial
-
-    config = config.get(FIXED_JOB_KEY, config)  # run_fixed_configs wraps each full config
-    torch.set_num_threads(max(1, threads))
-    # Ray logs every persisted checkpoint at INFO: one line per trial-epoch drowns the table.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    state = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = load_checkpoint(directory)
-
-    import ray
-
-    node_id = ray.get_runtime_context().get_node_id()
-    reported = [state is not None]
-
-    def report(metrics: dict, checkpoint_dir: Path) -> None:
-        if fault_marker and Path(fault_marker).exists():
-            raise RuntimeError(f"fault injected: marker file {fault_marker} exists")
-        metrics = {**metrics, "node_id": node_id}  # which node ran it, for cluster checks
-        reported[0] = True
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
-
-    try:
-        run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state)
-    except Exception as exc:
-        if not is_config_error(exc, reported[0]):
-            raise  # a fault: Ray retries it (FailureConfig.max_failures)
-        tune.report({**config_error_result(exc, objectives), "node_id": node_id})
-
-
 def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str | None):
     from ray import tune
 
@@ -173,79 +112,6 @@ def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str 
         return tune.with_resources(trainable, {"cpu": 0, "memory": 1})  # a bundle may not be empty
     trainable = tune.with_parameters(fer_trial, **common)
     return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
-
-
-def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data_root: str | None, threads: int,
-                  fault_marker: str | None = None, objectives=(("val/uar", "max"),)) -> None:
-    """One trial as a Ray Train run: DistributedDataParallel over ``settings.workers_per_trial``
-    workers; rank 0's per-epoch reports reach Tune through ``TuneReportCallback``. A restored trial
-    re-creates the same-named Train run, which resumes from its latest checkpoint."""
-    from ray import train, tune
-    from ray.train.torch import TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    context = tune.get_context()
-    trainer = TorchTrainer(
-        _ddp_worker_loop,
-        train_loop_config={"config": config, "cache_dir": cache_dir, "data_root": data_root, "threads": threads,
-                           "fault_marker": fault_marker, "objectives": objectives},
-        scaling_config=train.ScalingConfig(
-            num_workers=settings.workers_per_trial, use_gpu=settings.gpus_per_trial > 0,
-            resources_per_worker={"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}),
-        run_config=train.RunConfig(
-            name=f"{context.get_trial_name()}-ddp", storage_path=settings.storage,
-            callbacks=[TuneReportCallback()],
-            checkpoint_config=train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=settings.metric,
-                                                     checkpoint_score_order=settings.mode),
-            failure_config=train.FailureConfig(max_failures=settings.max_failures),
-        ),
-    )
-    trainer.fit()
-
-
-def _ddp_worker_loop(loop_config: dict) -> None:
-    import ray
-    import torch
-    from ray import train
-    from ray.train.torch import prepare_data_loader, prepare_model
-
-    from .checkpoint import load_checkpoint
-    from .trainable import run_trial
-
-    torch.set_num_threads(max(1, loop_config["threads"]))
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    context = train.get_context()
-    state = None
-    checkpoint = train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            state = load_checkpoint(directory)
-
-    def prepare(parts):
-        parts.model = prepare_model(parts.model)
-        parts.train_loader = prepare_data_loader(parts.train_loader)
-        return parts
-
-    marker = loop_config["fault_marker"]
-    node_id = ray.get_runtime_context().get_node_id()
-    reported = [state is not None]
-
-    def report(metrics: dict, checkpoint_dir: Path) -> None:
-        if marker and Path(marker).exists():
-            raise RuntimeError(f"fault injected: marker file {marker} exists")
-        metrics = {**metrics, "node_id": node_id, "world_size": context.get_world_size()}
-        rank0 = context.get_world_rank() == 0
-        reported[0] = True
-        train.report(metrics, checkpoint=train.Checkpoint.from_directory(str(checkpoint_dir)) if rank0 else None)
-
-    try:
-        run_trial(loop_config["config"], cache_dir=loop_config["cache_dir"], data_root=loop_config["data_root"],
-                  report=report, resume_state=state, prepare=prepare)
-    except Exception as exc:
-        if not is_config_error(exc, reported[0]):
-            raise
-        # every rank has the same config and fails the same way: all report, as train.report needs
-        train.report(config_error_result(exc, loop_config["objectives"]))
 
 
 def _reporter(space: SearchSpace):
@@ -262,22 +128,22 @@ def _reporter(space: SearchSpace):
     )
 
 
-def _ddp_concurrency(settings: SweepSettings) -> int | None:
-    """Multi-worker trials ask for their workers after they start: cap how many run at once so
-    that every started trial can get its workers (else they all wait for each other)."""
-    if settings.workers_per_trial <= 1:
-        return None
-    import ray
+def run_config(settings: SweepSettings, metric: str, mode: str, *, ray_train: bool = False, **more):
+    """The RunConfig of every Ray run of a sweep (the Tuner's, a benchmark grid's, a multi-worker
+    trial's Train run): its storage, ``settings.max_failures`` retries of a fault, and one kept
+    checkpoint per trial, the best on ``metric``. ``ray_train`` builds Ray Train's class (a
+    TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter)."""
+    from ray import train, tune
 
-    total = ray.cluster_resources()
-    fits = total.get("CPU", 1) // max(settings.workers_per_trial * settings.cpus_per_trial, 1e-9)
-    if settings.gpus_per_trial:
-        fits = min(fits, total.get("GPU", 0) // (settings.workers_per_trial * settings.gpus_per_trial))
-    if fits < 1:
-        raise UserError(f"--workers-per-trial {settings.workers_per_trial} needs "
-                        f"{settings.workers_per_trial * settings.cpus_per_trial:g} CPUs per trial; the cluster has "
-                        f"{total.get('CPU', 0):g}")
-    return int(fits)
+    ray = train if ray_train else tune
+    fields = dict(
+        name=settings.name,
+        storage_path=settings.storage,
+        failure_config=ray.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=ray.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                               checkpoint_score_order=mode),
+    )
+    return ray.RunConfig(**{**fields, **more})
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
@@ -311,19 +177,11 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
     else:
         scheduler = FIFOScheduler()
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples,
-                                  max_concurrent_trials=_ddp_concurrency(settings),
+                                  max_concurrent_trials=ddp_concurrency(settings),
                                   reuse_actors=_reuse_actors(settings), time_budget_s=settings.time_budget_s)
-    run_config = tune.RunConfig(
-        name=settings.name,
-        storage_path=settings.storage,
-        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=space.metric,
-                                                checkpoint_score_order=space.mode),
-        verbose=settings.verbose,
-        progress_reporter=_reporter(space),
-    )
-    return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root),
-                      tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root), tune_config=tune_config,
+                      run_config=run_config(settings, space.metric, space.mode, verbose=settings.verbose,
+                                            progress_reporter=_reporter(space)))
 
 
 def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None):
@@ -369,9 +227,6 @@ def read_sweep_meta(run_path: str) -> dict | None:
         return json.loads(f.read().decode())
 
 
-FIXED_JOB_KEY = "job"
-
-
 @dataclass
 class FixedRun:
     config: dict
@@ -400,12 +255,7 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
         _wrapped_trainable(settings, cache_dir, data_root),
         param_space={FIXED_JOB_KEY: tune.grid_search(configs)},
         tune_config=tune.TuneConfig(num_samples=1, reuse_actors=_reuse_actors(settings)),
-        run_config=tune.RunConfig(
-            name=settings.name, storage_path=settings.storage, verbose=settings.verbose,
-            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                                    checkpoint_score_order=mode),
-        ),
+        run_config=run_config(settings, metric, mode, verbose=settings.verbose),
     )
     runs = []
     for index, result in enumerate(tuner.fit()):
@@ -414,7 +264,7 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
         if result.error is not None or frame is None or metric not in frame or _config_error(result):
             runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error) or _config_error(result)))
             continue
-        best = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
+        best = best_row(frame, metric, mode)
         checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
         runs.append(FixedRun(
             config, checkpoint.to_directory(str(Path(keep_dir) / str(index))),
@@ -480,12 +330,11 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
                         + (f"; first error: {reasons[0]}" if reasons else ""))
 
     def best_of(r):
-        column = r.metrics_dataframe[metric]
-        return column.max() if mode == "max" else -column.min()
+        score = best_row(r.metrics_dataframe, metric, mode)[metric]
+        return score if mode == "max" else -score
 
     best = max(scored, key=best_of)  # over every epoch of every trial that ran (scope "all")
-    frame = best.metrics_dataframe
-    row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
+    row = best_row(best.metrics_dataframe, metric, mode)
     try:
         checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
     except RuntimeError:  # multi-worker trials keep no Tune checkpoint (Ray raises instead of None)
@@ -501,8 +350,7 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
     if extra_objectives:
         points = []
         for r in scored:
-            f = r.metrics_dataframe
-            at = f.loc[f[metric].idxmax() if mode == "max" else f[metric].idxmin()]
+            at = best_row(r.metrics_dataframe, metric, mode)
             if all(m in at.index for m, _ in extra_objectives):
                 points.append({"trial_id": r.metrics.get("trial_id"), "model": r.config.get("model.name"),
                                metric: float(at[metric]), **{m: float(at[m]) for m, _ in extra_objectives}})
