@@ -12,10 +12,10 @@ from . import paths
 from .data import get_adapter, load_splits
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
-from .results import OBJECTIVE_MODES, append_record, best_record, load_records, provenance
-from .spaces import builtin_space_path, load_space
-
-MODALITY_OF_SEARCH = {"face": "face", "video": "video", "mic": "video", "voice": "voice", "fusion": "av"}
+from .families import Preparation, SearchFamily, get_family
+from .record import Record
+from .results import OBJECTIVE_MODES, append_record, load_records, provenance
+from .spaces import SearchSpace, builtin_space_path, load_space
 
 
 @dataclass
@@ -25,6 +25,41 @@ class SearchResult:
     errors: list[str]
 
 
+@dataclass
+class SweepPlan:
+    """Everything decided before Ray starts: the family, the resolved space, the Tune settings,
+    the keys fixed for every trial, and (for a resume) what the sweep's first run wrote."""
+
+    family: SearchFamily
+    dataset: str
+    adapter: object
+    space: SearchSpace
+    settings: object  # tune_backend.SweepSettings
+    run_path: str
+    extra_fixed: dict
+    resolution: object  # feasibility.Resolution
+    cache: Path
+    results: Path
+    root: str | None
+    resume: bool
+    seed: int
+    address: str | None
+    time_budget_s: float | None
+    estimate: object | None  # budget.SweepEstimate, when one was made
+    called: float  # when the command began: the time budget is the whole command's
+
+
+@dataclass
+class FittedSweep:
+    """What Tune's fit left: the best trial on validation (its checkpoint copied beside the
+    results), the budget spent, and whether the time budget ended it."""
+
+    outcome: object  # tune_backend.SweepOutcome
+    keep: Path
+    wall: float
+    ended_by_budget: bool
+
+
 def search(modality: str, dataset: str, *, space_path: str | None = None, samples: int | None = None,
            max_epochs: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
            storage: str | None = None, name: str | None = None, address: str | None = None,
@@ -32,44 +67,63 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
            objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
            estimate: bool = True) -> SearchResult:
-    """Run a sweep (or, with ``resume``, continue the one named ``name``), pick the best trial on
-    validation, test it once and record the result. ``time_budget`` (``30m``, ``2h``, seconds)
-    stops the sweep cleanly after that long (default: the space's ``budget.time_budget``);
-    ``estimate`` prints the expected duration from a measured epoch first."""
+    """Run a sweep of the search family ``modality`` (or, with ``resume``, continue the one named
+    ``name``), pick the best trial on validation, test it once and record the result.
+    ``time_budget`` (``30m``, ``2h``, seconds) stops the sweep cleanly after that long (default:
+    the space's ``budget.time_budget``); ``estimate`` prints the expected duration from a measured
+    epoch first."""
+    plan = plan_search(modality, dataset, space_path=space_path, samples=samples, max_epochs=max_epochs,
+                       cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, storage=storage,
+                       name=name, address=address, seed=seed, data_root=data_root, cache_dir=cache_dir,
+                       results_dir=results_dir, verbose=verbose, resume=resume, objective=objective,
+                       workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate)
+    fitted = fit_sweep(plan)
+    record = record_search(plan, fitted)
+    return SearchResult(record, plan.run_path, fitted.outcome.errors)
+
+
+def plan_search(family_name: str, dataset: str, *, space_path: str | None, samples: int | None,
+                max_epochs: int | None, cpus_per_trial: float, gpus_per_trial: float, storage: str | None,
+                name: str | None, address: str | None, seed: int, data_root: str | None,
+                cache_dir: str | None, results_dir: str | None, verbose: int, resume: bool,
+                objective: str | None, workers_per_trial: int, time_budget: str | float | None,
+                estimate: bool) -> SweepPlan:
+    """Check the request, load and resolve the space against the data and the models, and settle
+    the Tune settings; a resumed sweep takes its budget and resolution from its first run. Every
+    mistake found here stops the command before Ray starts."""
     from . import feasibility, tune_backend
     from .budget import parse_duration
 
     called = time.time()
-
     if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1, got {samples}")
     if max_epochs is not None and max_epochs < 1:
         raise UserError(f"--max-epochs must be at least 1, got {max_epochs}")
+    if resume and not name:
+        raise UserError("--resume needs the --name of the sweep to continue (and the same --storage)")
+    family = get_family(family_name)
     adapter = get_adapter(dataset)
-    if adapter.modality != MODALITY_OF_SEARCH.get(modality, modality):
-        raise UserError(f"dataset {dataset!r} holds {adapter.modality} data; `search {modality}` needs "
-                        f"{MODALITY_OF_SEARCH.get(modality, modality)} data")
-    space = load_space(space_path or builtin_space_path(modality, dataset))
-    if space.modality != modality:
-        raise UserError(f"{space.path!r} is a {space.modality} space, not a {modality} one")
+    if adapter.modality != family.data_modality:
+        raise UserError(f"dataset {dataset!r} holds {adapter.modality} data; `search {family.name}` needs "
+                        f"{family.data_modality} data")
+    space = load_space(space_path or builtin_space_path(family.name, dataset))
+    if space.modality != family.name:
+        raise UserError(f"{space.path!r} is a {space.modality} space, not a {family.name} one")
     extra_objectives = parse_objectives(objective, space)
     device = "gpu" if gpus_per_trial else "cpu"
     time_budget_s = parse_duration(time_budget) if time_budget is not None else space.time_budget_for(device)
     cache = paths.cache_dir(cache_dir)
     results = paths.results_dir(results_dir)
-    fusion_fixed = {}
-    if modality == "fusion":  # before any data work: a missing encoder is a one-line error
-        fusion_fixed = fusion_checkpoints(adapter, load_records(results))
-        # the encoders come from the checkpoints: sampling their names would only add noise
-        space = space.without(["model.visual", "model.voice"])
+    preparation = Preparation()
+    if family.prepare is not None:  # before any data work: what it misses is a one-line error
+        preparation = family.prepare(adapter, results)
+        space = space.without(list(preparation.drop))
     root = paths.data_root(data_root)
     # Index and split once on the driver: generation/caching happens here, not in N racing trials,
     # and a leaky or malformed dataset stops the sweep before any trial starts.
     ready, indexed, _ = load_splits(dataset, 0, root, cache)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
-    if resume and not name:
-        raise UserError("--resume needs the --name of the sweep to continue (and the same --storage)")
-    run_name = name or f"{dataset}-{modality}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_name = name or f"{dataset}-{family.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
         name=run_name, storage=paths.storage_path(storage, results),
         samples=samples or space.samples, max_epochs=max_epochs or space.max_epochs,
@@ -93,7 +147,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         raise UserError(f"a sweep named {run_name!r} already exists under {settings.storage!r}; "
                         f"add --resume to continue it, or choose another --name")
     extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": settings.seed}
-    extra_fixed.update(fusion_fixed)
+    extra_fixed.update(family.fixed)
+    extra_fixed.update(preparation.fixed)
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     # No infeasible trial: values this dataset/model cannot run leave the space before Ray starts;
@@ -102,8 +157,8 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
         removals = [feasibility.Removal.from_dict(r) for r in meta.get("resolution", [])]
         resolution = feasibility.Resolution(feasibility.apply(space, removals), tuple(removals))
     else:
-        context = feasibility.Context(modality, ready, indexed.samples, data_root=Path(root) if root else None,
-                                      cache_dir=cache)
+        context = feasibility.Context(family.model_modality, ready, indexed.samples,
+                                      data_root=Path(root) if root else None, cache_dir=cache)
         resolution = feasibility.resolve(space, context, extra_fixed=extra_fixed)
     space = resolution.space
     if resolution.line(dataset):
@@ -111,67 +166,85 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     sweep_estimate = None
     if estimate and not resume:
         sweep_estimate = _print_estimate(space, settings, extra_fixed, cache, root, address)
+    return SweepPlan(family=family, dataset=dataset, adapter=adapter, space=space, settings=settings,
+                     run_path=run_path, extra_fixed=extra_fixed, resolution=resolution, cache=cache,
+                     results=results, root=root, resume=resume, seed=seed, address=address,
+                     time_budget_s=time_budget_s, estimate=sweep_estimate, called=called)
+
+
+def fit_sweep(plan: SweepPlan) -> FittedSweep:
+    """Start (or restore) the Tune experiment, run it, and keep the best trial's checkpoint."""
+    from . import tune_backend
+
+    settings, space = plan.settings, plan.space
     start = time.time()
-    tune_backend.connect(address, dashboard=workers_per_trial > 1)
-    if time_budget_s:
+    tune_backend.connect(plan.address, dashboard=settings.workers_per_trial > 1)
+    if plan.time_budget_s:
         # the budget is the whole command's: what indexing, resolving, timing and starting Ray took
         # comes off Tune's share, and so does a reserve for stopping the trials and the test
         # evaluation after it (a 3 min budget measured 3 min 31 s end to end without the reserve)
-        reserve = min(60.0, 0.05 * time_budget_s)
-        settings = replace(settings, time_budget_s=max(1.0, time_budget_s - reserve - (time.time() - called)))
-    if resume:
-        tuner = tune_backend.restore_tuner(run_path, settings, cache_dir=cache, data_root=root)
+        reserve = min(60.0, 0.05 * plan.time_budget_s)
+        settings = replace(settings, time_budget_s=max(1.0, plan.time_budget_s - reserve - (time.time() - plan.called)))
+    if plan.resume:
+        tuner = tune_backend.restore_tuner(plan.run_path, settings, cache_dir=plan.cache, data_root=plan.root)
     else:
-        tuner = tune_backend.build_tuner(space, settings, cache_dir=cache, data_root=root, extra_fixed=extra_fixed)
-        tune_backend.write_sweep_meta(run_path, {
-            "dataset": dataset, "modality": modality, "space_path": space.path, "space_hash": space.space_hash,
-            "samples": settings.samples, "max_epochs": settings.max_epochs, "seed": settings.seed,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "resolution": resolution.to_meta(), "time_budget_s": time_budget_s,
-            "estimate": sweep_estimate.to_dict() if sweep_estimate else None,
+        tuner = tune_backend.build_tuner(space, settings, cache_dir=plan.cache, data_root=plan.root,
+                                         extra_fixed=plan.extra_fixed)
+        tune_backend.write_sweep_meta(plan.run_path, {
+            "dataset": plan.dataset, "modality": plan.family.name, "space_path": space.path,
+            "space_hash": space.space_hash, "samples": settings.samples, "max_epochs": settings.max_epochs,
+            "seed": settings.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "resolution": plan.resolution.to_meta(), "time_budget_s": plan.time_budget_s,
+            "estimate": plan.estimate.to_dict() if plan.estimate else None,
         })
     fit_start = time.time()
     result_grid = tuner.fit()
     # Tune ends a budgeted sweep at time_budget_s; one that ran that long was ended by it
-    ended_by_budget = bool(time_budget_s) and time.time() - fit_start >= settings.time_budget_s
-    keep = results / "models" / run_name
+    ended_by_budget = bool(plan.time_budget_s) and time.time() - fit_start >= settings.time_budget_s
+    keep = plan.results / "models" / settings.name
     if keep.exists():
         shutil.rmtree(keep)
     try:
-        outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, extra_objectives)
+        outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, settings.extra_objectives)
     except UserError:
         if ended_by_budget and not result_grid.errors:
-            raise UserError(f"the time budget of {time_budget_s:g} s ended sweep {run_name!r} before any trial "
-                            f"finished an epoch; give it more with --time-budget") from None
+            raise UserError(f"the time budget of {plan.time_budget_s:g} s ended sweep {settings.name!r} before "
+                            f"any trial finished an epoch; give it more with --time-budget") from None
         raise
-    wall = time.time() - start
-    test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=cache, data_root=root)
+    return FittedSweep(outcome, keep, time.time() - start, ended_by_budget)
+
+
+def record_search(plan: SweepPlan, fitted: FittedSweep) -> dict:
+    """Test the sweep's winner once and append its record to the results store."""
+    settings, space, outcome = plan.settings, plan.space, fitted.outcome
+    test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=plan.cache, data_root=plan.root)
+    cpus_per_trial, gpus_per_trial = settings.cpus_per_trial, settings.gpus_per_trial
     record = {
-        "kind": "search", **_test_fields(adapter, outcome.best_config, test),
-        "run": run_name, "dataset": dataset, "modality": modality, "seed": seed,
+        "kind": "search", **_test_fields(plan.adapter, outcome.best_config, test),
+        "run": settings.name, "dataset": plan.dataset, "modality": plan.family.name, "seed": plan.seed,
         "searched": [p.key for p in space.params], "space_hash": space.space_hash,
         "space_path": space.path, "objective": space.metric, "objective_mode": space.mode, "selection": "val",
         "threads": max(1, int(cpus_per_trial)),  # torch threads per trial: CPU sums depend on them (reproduce)
         "val": outcome.best_val,
         "budget": {
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
-            "device_seconds": outcome.trial_seconds * workers_per_trial
+            "device_seconds": outcome.trial_seconds * settings.workers_per_trial
             * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
-            "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": wall,
+            "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": fitted.wall,
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
-            "time_budget_s": time_budget_s, "ended_by_time_budget": ended_by_budget,
-            "estimated_seconds": sweep_estimate.seconds if sweep_estimate else None,
-            "removed": resolution.to_meta(),
+            "time_budget_s": plan.time_budget_s, "ended_by_time_budget": fitted.ended_by_budget,
+            "estimated_seconds": plan.estimate.seconds if plan.estimate else None,
+            "removed": plan.resolution.to_meta(),
         },
-        "checkpoint": str(keep),
-        "resumed": resume,
-        "run_path": run_path,
+        "checkpoint": str(fitted.keep),
+        "resumed": plan.resume,
+        "run_path": plan.run_path,
     }
-    if extra_objectives:
-        record["objectives"] = [space.metric, *(m for m, _ in extra_objectives)]
+    if settings.extra_objectives:
+        record["objectives"] = [space.metric, *(m for m, _ in settings.extra_objectives)]
         record["pareto"] = outcome.pareto
-    append_record(results, record)
-    return SearchResult(record, run_path, outcome.errors)
+    append_record(plan.results, record)
+    return record
 
 
 def _print_estimate(space, settings, extra_fixed: dict, cache: Path, root, address):
@@ -193,25 +266,6 @@ def _print_estimate(space, settings, extra_fixed: dict, cache: Path, root, addre
     return est
 
 
-def fusion_checkpoints(adapter, records: list[dict]) -> dict:
-    """The best visual and voice checkpoints recorded for an audio-visual dataset's sources,
-    each chosen by its validation score (never test)."""
-    found = {}
-    for role, key in (("visual", "model.visual_checkpoint"), ("voice", "model.voice_checkpoint")):
-        source = adapter.fusion_sources.get(role)
-        modalities = ("face", "video") if role == "visual" else ("voice",)
-        best = best_record(records, source, modalities, metric="val/uar", kinds=("search",),
-                           where=lambda r: Path(r.get("checkpoint", "")).is_dir()) if source else None
-        if best is None:
-            what = source or f"a {role} dataset paired with {adapter.name!r} (none is registered)"
-            hint = (f"; produce it with `fer-bench search {'video' if role == 'visual' else 'voice'} "
-                    f"--dataset {source}`" if source else "")
-            raise UserError(f"`search fusion --dataset {adapter.name}` needs the best {role} model of {what}, "
-                            f"and none is recorded{hint}")
-        found[key] = best["checkpoint"]
-    return found
-
-
 def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:
     """``--objective val/uar,latency_ms``: the first must be the space's validation metric (it
     drives ASHA and selection); the rest become extra objectives of a multi-objective search."""
@@ -228,7 +282,8 @@ def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:
 
 
 def _test_fields(adapter, config: dict, test: dict) -> dict:
-    """The fields every test-evaluation record shares (search winners and benchmark retrains)."""
+    """The fields every test-evaluation record shares (search winners and benchmark retrains), by
+    their ``bench.record.Record`` names (also the JSON keys)."""
     return {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": adapter.protocol, "fold": config.get("data.fold", 0),
@@ -245,7 +300,7 @@ def _test_fields(adapter, config: dict, test: dict) -> dict:
 def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
-              cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1) -> list[dict]:
+              cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
     leader on another corpus over the shared classes."""
@@ -259,25 +314,25 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     source = bm.source_search_record(load_records(results), dataset, modality)
     if eval_dataset:
         get_adapter(eval_dataset)
-        outcome = bm.cross_corpus(source["checkpoint"], eval_dataset, cache_dir=cache,
+        outcome = bm.cross_corpus(source.checkpoint, eval_dataset, cache_dir=cache,
                                   data_root=paths.data_root(eval_data_root))
-        record = {"kind": "cross_corpus", "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "dataset": dataset, "eval_dataset": eval_dataset, "modality": modality,
-                  "selection": "val", "source_run": source["run"], "space_hash": source.get("space_hash"),
-                  "provenance": provenance(), **outcome}
+        # selected on validation, by the source sweep's objective
+        record = Record(kind="cross_corpus", time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        dataset=dataset, eval_dataset=eval_dataset, family=modality, selection="val",
+                        objective=source.objective, objective_mode=source.objective_mode,
+                        source_run=source.run, space_hash=source.space_hash, provenance=provenance(), **outcome)
         append_record(results, record)
         return [record]
     adapter = get_adapter(dataset)
-    root = paths.data_root(data_root) or source["config"].get("data.data_root")
-    metric = source.get("objective", "val/uar")
-    # the sweep's own direction (records before it was stored: the metric's); val/loss is minimised
-    mode = source.get("objective_mode") or OBJECTIVE_MODES.get(metric, "max")
-    configs = bm.top_configs(source["run_path"], metric, mode, top_k)
+    root = paths.data_root(data_root) or source.config.get("data.data_root")
+    # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
+    metric, mode = source.objective, source.objective_mode
+    configs = bm.top_configs(source.run_path, metric, mode, top_k)
     jobs = bm.expand_jobs(configs, adapter.num_folds, seeds)
-    run_name = f"{source['run']}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_name = f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
         name=run_name, storage=paths.storage_path(storage, results), samples=len(jobs),
-        max_epochs=int(source["budget"]["max_epochs"]), cpus_per_trial=cpus_per_trial,
+        max_epochs=int(source.budget["max_epochs"]), cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, verbose=verbose,
     )
     keep = results / "models" / run_name
@@ -293,19 +348,19 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
                   f"failed ({run.error}); it is left out of the leaderboard")
             continue
         test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=cache, data_root=root)
-        record = {
-            "kind": "benchmark", **_test_fields(adapter, run.config, test),
-            "run": source["run"], "benchmark_run": run_name, "dataset": dataset, "modality": modality,
-            "seed": run.config["train.seed"], "searched": source.get("searched", []),
-            "space_hash": source.get("space_hash"), "space_path": source.get("space_path"),
-            "objective": metric, "objective_mode": mode, "selection": "val", "val": run.val,
-            "threads": max(1, int(cpus_per_trial)),
-            "run_path": source.get("run_path"),
+        record = Record(
+            kind="benchmark", **_test_fields(adapter, run.config, test),
+            run=source.run, benchmark_run=run_name, dataset=dataset, family=modality,
+            seed=run.config["train.seed"], searched=list(source.searched),
+            space_hash=source.space_hash, space_path=source.space_path,
+            objective=metric, objective_mode=mode, selection="val", val=run.val,
+            threads=max(1, int(cpus_per_trial)),
+            run_path=source.run_path,
             # the search budget that chose this config, plus what this retrain cost
-            "budget": {**source["budget"], "retrain_epochs": run.epochs,
-                       "retrain_device_seconds": run.seconds * max(cpus_per_trial, gpus_per_trial)},
-            "benchmark_wall_seconds": wall, "checkpoint": run.checkpoint,
-        }
+            budget={**source.budget, "retrain_epochs": run.epochs,
+                    "retrain_device_seconds": run.seconds * max(cpus_per_trial, gpus_per_trial)},
+            benchmark_wall_seconds=wall, checkpoint=run.checkpoint,
+        )
         append_record(results, record)
         written.append(record)
     return written

@@ -14,18 +14,19 @@ from .errors import UserError
 from .evaluation import load_trained_model
 from .leaderboard import config_id
 from .metrics import classification_metrics
+from .record import Record
 from .results import best_record
 from .sweep_trials import read_trials
 from .trainable import pick_device
 
 
-def source_search_record(records: list[dict], dataset: str, modality: str) -> dict:
-    """The sweep a benchmark retrains: the recorded sweep of dataset/modality with the best
-    validation UAR, by the same rule as ``best:`` references (``results.best_record``)."""
-    found = best_record(records, dataset, modality, metric="val/uar", kinds=("search",))
+def source_search_record(records: list[Record], dataset: str, family: str) -> Record:
+    """The sweep a benchmark retrains: the recorded sweep of dataset/family with the best
+    validation score, by the same rule as ``best:`` references (``results.best_record``)."""
+    found = best_record(records, dataset, family, kinds=("search",))
     if found is None:
-        raise UserError(f"no sweep recorded for {dataset}/{modality}; run "
-                        f"`fer-bench search {modality} --dataset {dataset}` first")
+        raise UserError(f"no sweep recorded for {dataset}/{family}; run "
+                        f"`fer-bench search {family} --dataset {dataset}` first")
     return found
 
 

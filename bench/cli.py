@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .families import DEFAULT_FAMILY, family_names
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -28,7 +30,7 @@ def _non_negative_float(text: str) -> float:
 
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="sweep a model family on a dataset with Ray Tune")
-    p.add_argument("modality", choices=["face", "video", "mic", "voice", "fusion"])
+    p.add_argument("modality", choices=family_names(), help="the search family (bench.families)")
     p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
     p.add_argument("--data-root", help="dataset folder (else $FER_BENCH_DATA)")
     p.add_argument("--space", help="search-space YAML (default: the built-in one for the modality)")
@@ -101,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     p = sub.add_parser("benchmark", help="retrain a sweep's top-k configs on every fold x seed and test once")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--modality", default="face", choices=["face", "video", "mic", "voice", "fusion"])
+    p.add_argument("--modality", default=DEFAULT_FAMILY, choices=family_names(), help="the sweep's search family")
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
     p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
@@ -186,10 +188,11 @@ def _data_summary(args) -> int:
 def _data_prepare(args) -> int:
     from . import paths
     from .data import get_adapter
+    from .data.face_files import FaceImageAdapter
     from .data.prepare import format_report, prepare_dataset
 
     options = {}
-    if get_adapter(args.dataset).modality == "face":
+    if isinstance(get_adapter(args.dataset), FaceImageAdapter):  # the adapters that detect and align faces
         from .data.prep.faces import FaceAlignSettings
 
         options["settings"] = FaceAlignSettings(crop_size=args.crop_size, select=args.select, no_face=args.no_face)
@@ -210,20 +213,23 @@ def _search(args) -> int:
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
         workers_per_trial=args.workers_per_trial, time_budget=args.time_budget,
     )
-    r = result.record
-    ended = (f", stopped by its {r['budget']['time_budget_s']:.0f} s time budget"
-             if r["budget"].get("ended_by_time_budget") else "")
-    print(f"\nSweep {r['run']}: {r['budget']['trials']} trials ({r['budget']['errored']} errored), "
-          f"{r['budget']['epochs']} epochs, {r['budget']['wall_seconds']:.0f} s{ended}.")
+    from .record import as_record
+
+    r = as_record(result.record)
+    budget = r.budget
+    ended = (f", stopped by its {budget['time_budget_s']:.0f} s time budget"
+             if budget.get("ended_by_time_budget") else "")
+    print(f"\nSweep {r.run}: {budget['trials']} trials ({budget['errored']} errored), "
+          f"{budget['epochs']} epochs, {budget['wall_seconds']:.0f} s{ended}.")
     for err in result.errors:
         print(f"  errored trial: {err}")
-    print(f"Best on validation: {r['model']} (val UAR {100 * r['val']['uar']:.1f}%).")
-    print(f"Test, evaluated once: accuracy {100 * r['test']['accuracy']:.1f}%, "
-          f"UAR {100 * r['test']['uar']:.1f}%, macro-F1 {100 * r['test']['macro_f1']:.1f}%.")
-    for point in r.get("pareto", []):
+    print(f"Best on validation: {r.model} (val UAR {100 * r.val['uar']:.1f}%).")
+    print(f"Test, evaluated once: accuracy {100 * r.test['accuracy']:.1f}%, "
+          f"UAR {100 * r.test['uar']:.1f}%, macro-F1 {100 * r.test['macro_f1']:.1f}%.")
+    for point in r.pareto:
         print("  Pareto front: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in point.items()))
-    print(f"Checkpoint: {r['checkpoint']}   Experiment: {result.run_path}")
+    print(f"Checkpoint: {r.checkpoint}   Experiment: {result.run_path}")
     return 0
 
 
@@ -237,10 +243,10 @@ def _benchmark(args) -> int:
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
     )
     for r in records:
-        where = (f"on {r['eval_dataset']} ({len(r['shared_classes'])} shared classes)" if r["kind"] == "cross_corpus"
-                 else f"fold {r['fold']} seed {r['seed']}")
-        print(f"{r['model']} {where}: test accuracy {100 * r['test']['accuracy']:.1f}%, "
-              f"UAR {100 * r['test']['uar']:.1f}%, macro-F1 {100 * r['test']['macro_f1']:.1f}%")
+        where = (f"on {r.eval_dataset} ({len(r.shared_classes)} shared classes)" if r.kind == "cross_corpus"
+                 else f"fold {r.fold} seed {r.seed}")
+        print(f"{r.model} {where}: test accuracy {100 * r.test['accuracy']:.1f}%, "
+              f"UAR {100 * r.test['uar']:.1f}%, macro-F1 {100 * r.test['macro_f1']:.1f}%")
     print(f"{len(records)} record(s) appended; `fer-bench leaderboard` shows mean ± std.")
     return 0
 
@@ -328,7 +334,12 @@ def _perf(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .errors import UserError
 
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # the family choices import the plugins, which may fail
+    except UserError as exc:
+        print(f"fer-bench: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     handlers = {"search": _search, "benchmark": _benchmark, "leaderboard": _leaderboard, "report": _report}
     handlers.update(predict=_predict, export=_export)
     handlers["perf"] = _perf

@@ -11,6 +11,8 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from .record import Record, as_record
+
 # Config keys that vary between repeats of one configuration, not between configurations.
 _REPEAT_KEYS = {"train.seed", "data.fold", "data.data_root", "data.cache_dir", "train.num_workers"}
 METRICS = ("accuracy", "uar", "macro_f1")
@@ -50,34 +52,34 @@ def _short(value) -> str:
     return str(value)
 
 
-def key_hyperparameters(record: dict) -> str:
-    flat = record.get("config", {})
-    keys = [k for k in record.get("searched", []) if k != "model.name" and k in flat]
+def key_hyperparameters(record: Record) -> str:
+    flat = record.config
+    keys = [k for k in record.searched if k != "model.name" and k in flat]
     return ", ".join(f"{k.split('.', 1)[1]}={_short(flat[k])}" for k in keys)
 
 
-def _repeats(records: list[dict]) -> list[dict]:
+def _repeats(records: list[Record]) -> list[Record]:
     """The test runs that count for one configuration: benchmark retrains when there are any (the
     designed folds x seeds), else the sweep's own test runs; one run per (fold, seed), the latest,
     so a re-run replaces rather than double-counts."""
-    bench = [r for r in records if r.get("kind") == "benchmark"]
+    bench = [r for r in records if r.kind == "benchmark"]
     chosen = bench or records
     by_split = {_split_key(r): r for r in chosen}
     return list(by_split.values())
 
 
-def _split_key(r: dict) -> tuple:
-    return (r.get("fold", r.get("config", {}).get("data.fold", 0)),
-            r.get("seed", r.get("config", {}).get("train.seed", 0)))
+def _split_key(r: Record) -> tuple:
+    return (r.fold if r.fold is not None else r.config.get("data.fold", 0),
+            r.seed if r.seed is not None else r.config.get("train.seed", 0))
 
 
-def _test_train_ratio(runs: list[dict]) -> float | None:
+def _test_train_ratio(runs: list[Record]) -> float | None:
     """n_test / n_train of the runs (mean), from the sample counts each record stores; None when
     no record says how many training samples it had (records written before split sizes were kept)."""
     ratios = []
     for r in runs:
-        n_test = r.get("test", {}).get("samples")
-        n_train = (r.get("split_sizes") or {}).get("train")
+        n_test = r.test.get("samples")
+        n_train = (r.split_sizes or {}).get("train")
         if n_test and n_train:
             ratios.append(float(n_test) / float(n_train))
     return sum(ratios) / len(ratios) if ratios else None
@@ -119,47 +121,47 @@ def mean_interval(values: list[float], ratio: float | None, level: float = 0.95)
     return mean - half, mean + half
 
 
-def _summed_confusion(records: list[dict]) -> list[list[int]] | None:
-    mats = [r.get("test", {}).get("confusion") for r in records]
+def _summed_confusion(records: list[Record]) -> list[list[int]] | None:
+    mats = [r.test.get("confusion") for r in records]
     if not mats or any(m is None for m in mats) or len({len(m) for m in mats}) != 1:
         return None
     size = len(mats[0])
     return [[sum(int(m[i][j]) for m in mats) for j in range(size)] for i in range(size)]
 
 
-def _aggregate(rs: list[dict]) -> dict:
+def _aggregate(rs: list[Record]) -> dict:
     """One row from the repeats of one configuration."""
     runs = _repeats(rs)
     latest = runs[-1]
-    # the budget of the sweep that found the configuration (benchmark retrains carry their own)
-    searched = [r for r in rs if r.get("kind", "search") == "search"]
-    budget = (searched[-1] if searched else latest).get("budget", {})
+    # the sweep that found the configuration: its budget, run and Pareto front (retrains carry their own)
+    searched = [r for r in rs if r.kind == "search"]
+    sweep = searched[-1] if searched else latest
+    budget = sweep.budget
     row = {
-        "model": latest["model"], "hyperparameters": key_hyperparameters(latest),
-        "config_id": config_id(latest.get("config", {})),
-        "n": len(runs), "folds": len({r.get("fold", 0) for r in runs}), "seeds": len({r.get("seed", 0) for r in runs}),
-        "kinds": "+".join(sorted({r.get("kind", "search") for r in runs})),
-        "params": latest.get("params"),
+        "model": latest.model, "hyperparameters": key_hyperparameters(latest),
+        "config_id": config_id(latest.config),
+        "n": len(runs), "folds": len({r.fold or 0 for r in runs}), "seeds": len({r.seed or 0 for r in runs}),
+        "kinds": "+".join(sorted({r.kind for r in runs})),
+        "params": latest.params,
         "trials": budget.get("trials"), "errored": budget.get("errored", 0), "epochs": budget.get("epochs"),
         "device_s": budget.get("device_seconds"), "device": budget.get("device", "cpu"),
         "wall_s": budget.get("wall_seconds"),
-        "inference_ms": latest.get("inference_ms_per_sample"),
-        "selection": f"best {latest.get('objective', 'val/uar')} on validation",
-        "space_hash": latest.get("space_hash"), "commit": latest.get("provenance", {}).get("commit"),
-        "run": (searched[-1] if searched else latest).get("run"),
-        "space_path": latest.get("space_path"), "objective": latest.get("objective", "val/uar"),
-        "class_names": latest.get("class_names"), "confusion": _summed_confusion(runs),
-        "pareto": (searched[-1] if searched else latest).get("pareto") or [],
-        "objectives": (searched[-1] if searched else latest).get("objectives") or [],
+        "inference_ms": latest.inference_ms_per_sample,
+        "selection": f"best {latest.objective} on validation",
+        "space_hash": latest.space_hash, "commit": latest.provenance.get("commit"),
+        "run": sweep.run,
+        "space_path": latest.space_path, "objective": latest.objective,
+        "class_names": latest.class_names, "confusion": _summed_confusion(runs),
+        "pareto": sweep.pareto, "objectives": sweep.objectives,
     }
     for m in METRICS:
-        row[m], row[m + "_std"] = _mean_std([float(r["test"][m]) for r in runs])
+        row[m], row[m + "_std"] = _mean_std([float(r.test[m]) for r in runs])
     # per (fold, seed) test UARs: what the paired comparison with the leader pairs up
-    row["per_run"] = {_split_key(r): float(r["test"]["uar"]) for r in runs}
+    row["per_run"] = {_split_key(r): float(r.test["uar"]) for r in runs}
     row["test_train_ratio"] = _test_train_ratio(runs)
     interval = mean_interval(list(row["per_run"].values()), row["test_train_ratio"])
     row["uar_ci_low"], row["uar_ci_high"] = interval if interval else (None, None)
-    row["ids"] = [r["id"] for r in runs if r.get("id")]
+    row["ids"] = [r.id for r in runs if r.id]
     return row
 
 
@@ -196,16 +198,16 @@ def _compare_with_leaders(rows: list[dict], scope) -> None:
         row["p_vs_leader"], row["tied_with_leader"] = p, "yes" if p >= ALPHA else "no"
 
 
-def build_rows(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    """Group test records by (dataset, modality), aggregate repeats of each config
+def build_rows(records: list[Record]) -> dict[tuple[str, str], list[dict]]:
+    """Group test records by (dataset, search family), aggregate repeats of each config
     (folds x seeds) into mean and std, and rank by mean test UAR within each protocol."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        if r.get("selection") != "val":
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in map(as_record, records):
+        if r.selection != "val":
             continue  # a number chosen on test data never reaches the leaderboard
-        if r.get("kind", "search") not in MAIN_KINDS:
+        if r.kind not in MAIN_KINDS:
             continue
-        key = (r["dataset"], r["modality"], r.get("protocol", ""), config_id(r.get("config", {})))
+        key = (r.dataset, r.family, r.protocol or "", config_id(r.config))
         groups[key].append(r)
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for (dataset, modality, protocol, _), rs in groups.items():
@@ -216,18 +218,18 @@ def build_rows(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(tables.items()))
 
 
-def build_cross_corpus(records: list[dict]) -> list[dict]:
+def build_cross_corpus(records: list[Record]) -> list[dict]:
     """Train on A, test on B's classes shared with A: one row per (A, B, config), ranked within (A, B)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        if r.get("kind") != "cross_corpus" or r.get("selection") != "val":
+    groups: dict[tuple, list[Record]] = defaultdict(list)
+    for r in map(as_record, records):
+        if r.kind != "cross_corpus" or r.selection != "val":
             continue
-        key = (r["dataset"], r["eval_dataset"], r.get("modality", ""), config_id(r.get("config", {})))
+        key = (r.dataset, r.eval_dataset, r.family or "", config_id(r.config))
         groups[key].append(r)
     rows = []
     for (dataset, eval_dataset, modality, _), rs in groups.items():
         row = {"dataset": dataset, "eval_dataset": eval_dataset, "modality": modality,
-               "protocol": rs[-1].get("protocol", ""), "shared_classes": list(rs[-1].get("shared_classes", [])),
+               "protocol": rs[-1].protocol or "", "shared_classes": list(rs[-1].shared_classes or []),
                **_aggregate(rs)}
         rows.append(row)
     _rank(rows, lambda r: (r["dataset"], r["eval_dataset"]))
@@ -249,7 +251,7 @@ class Leaderboard:
         return [p for p in self.published if p["dataset"] not in ours]
 
 
-def build_leaderboard(records: list[dict], published: list[dict] | None = None) -> Leaderboard:
+def build_leaderboard(records: list[Record], published: list[dict] | None = None) -> Leaderboard:
     return Leaderboard(build_rows(records), list(published or []), build_cross_corpus(records))
 
 

@@ -1,5 +1,5 @@
-"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<modality>`` (the record with the
-best validation UAR that kept a checkpoint).
+"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<family>`` (the record with the
+best validation score that kept a checkpoint, by the store's one query ``results.best_record``).
 
 Shared by ``fer-bench predict`` and ``fer-bench export``, so both accept the same references and
 fail with the same sentences.
@@ -10,17 +10,17 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT_FILE
 from .errors import UserError
+from .record import Record
 from .results import best_record, load_records
 
 BEST_PREFIX = "best:"
 
 
-def leader_record(records: list[dict], dataset: str, modality: str) -> dict | None:
-    """The record with the best validation UAR for dataset/modality that kept a checkpoint (records
-    without one cannot be loaded, so cannot lead here), by fer-bench's one selection rule: a test
-    score never chooses the model a ``best:`` reference loads."""
-    return best_record(records, dataset, modality, metric="val/uar", kinds=("search", "benchmark"),
-                       where=lambda r: bool(r.get("checkpoint")))
+def leader_record(records: list[Record], dataset: str, family: str) -> Record | None:
+    """The record with the best validation score (its sweep's objective) for dataset/family that
+    kept a checkpoint (records without one cannot be loaded, so cannot lead here), by fer-bench's one
+    selection rule: a test score never chooses the model a ``best:`` reference loads."""
+    return best_record(records, dataset, family, kinds=("search", "benchmark"), where=lambda r: bool(r.checkpoint))
 
 
 def resolve_model_ref(ref: str, results_dir: Path) -> Path:
@@ -33,9 +33,9 @@ def resolve_model_ref(ref: str, results_dir: Path) -> Path:
         if record is None:
             raise UserError(f"no leader recorded for {dataset}/{modality} in {results_dir}; run "
                             f"`fer-bench search {modality} --dataset {dataset}` first")
-        folder = Path(record["checkpoint"])
+        folder = Path(record.checkpoint)
         if not (folder / CHECKPOINT_FILE).is_file():
-            raise UserError(f"the leader for {dataset}/{modality} (run {record.get('run')!r}) points at "
+            raise UserError(f"the leader for {dataset}/{modality} (run {record.run!r}) points at "
                             f"{str(folder)!r}, which holds no {CHECKPOINT_FILE}; was results/models/ moved?")
         return folder
     path = Path(ref).expanduser()

@@ -12,6 +12,7 @@ from . import report as sweep_report
 from .errors import UserError
 from .importance import param_importances
 from .published import PUBLISHED_FILE, load_published
+from .record import Record
 from .results import load_records
 from .spaces import load_space
 from .sweep_trials import asha_rungs, read_trials
@@ -24,16 +25,16 @@ def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(p for p in parts if p)).strip("-")
 
 
-def run_folder(record: dict, results_dir: Path) -> Path:
+def run_folder(record: Record, results_dir: Path) -> Path:
     """The Ray experiment of a record's sweep: an explicit ``run_path`` when the record has one,
     else the default storage results/runs/<run>."""
-    if record.get("run_path") and "://" not in str(record["run_path"]):
-        return Path(record["run_path"])
-    return Path(results_dir) / "runs" / str(record.get("run", ""))
+    if record.run_path and "://" not in str(record.run_path):
+        return Path(record.run_path)
+    return Path(results_dir) / "runs" / str(record.run or "")
 
 
-def _space(record: dict):
-    path = record.get("space_path")
+def _space(record: Record):
+    path = record.space_path
     if not path or not Path(path).is_file():
         return None
     try:
@@ -42,30 +43,30 @@ def _space(record: dict):
         return None  # the file changed since the sweep; the report says the space is unreadable
 
 
-def sweep_plots(record: dict, results_dir: Path, prefix: str) -> list[Plot]:
+def sweep_plots(record: Record, results_dir: Path, prefix: str) -> list[Plot]:
     """Learning curves and hyperparameter importance of the sweep behind ``record``, when its
     experiment folder is still there (storage may have been elsewhere or cleaned up)."""
     trials = read_trials(run_folder(record, results_dir))
     if not trials:
         return []
     space = _space(record)
-    metric = record.get("objective") or (space.metric if space else "val/uar")
-    max_epochs = int(record.get("budget", {}).get("max_epochs") or max(t.epochs for t in trials) or 1)
+    metric = record.objective
+    max_epochs = int(record.budget.get("max_epochs") or max(t.epochs for t in trials) or 1)
     rungs = asha_rungs(space.scheduler, max_epochs) if space else []
-    out = [(f"learning curves of sweep {record.get('run')} ({metric})", f"{prefix}-curves.png",
-            plots.learning_curves_png(trials, metric, f"{record.get('run')}: {len(trials)} trials",
+    out = [(f"learning curves of sweep {record.run} ({metric})", f"{prefix}-curves.png",
+            plots.learning_curves_png(trials, metric, f"{record.run}: {len(trials)} trials",
                                       rungs=rungs, max_epochs=max_epochs))]
     importances = param_importances(space, trials) if space else {}
     if importances:
-        out.append((f"hyperparameter importance of sweep {record.get('run')}", f"{prefix}-importance.png",
-                    plots.importance_png(importances, f"{record.get('run')}: importance for {metric}")))
+        out.append((f"hyperparameter importance of sweep {record.run}", f"{prefix}-importance.png",
+                    plots.importance_png(importances, f"{record.run}: importance for {metric}")))
     return out
 
 
-def leaderboard_plots(board: lb.Leaderboard, records: list[dict], results_dir: Path) -> dict[tuple, list[Plot]]:
+def leaderboard_plots(board: lb.Leaderboard, records: list[Record], results_dir: Path) -> dict[tuple, list[Plot]]:
     """Per table: each protocol leader's confusion matrix (summed over its test runs), accuracy vs
     latency with the Pareto front, and the leader's sweep curves and importance."""
-    by_run = {r.get("run"): r for r in records if r.get("kind", "search") == "search"}
+    by_run = {r.run: r for r in records if r.kind == "search"}
     out: dict[tuple, list[Plot]] = {}
     for key, rows in board.tables.items():
         dataset, modality = key
@@ -121,21 +122,21 @@ def write_leaderboard(results_dir: Path, published_path: Path | None = None) -> 
 def write_report(run: str, results_dir: Path) -> list[Path]:
     """results/reports/<run>/report.{md,html} and its PNGs, from the run's latest search record."""
     results_dir = Path(results_dir)
-    records = [r for r in load_records(results_dir) if r.get("run") == run and r.get("kind", "search") == "search"]
+    records = [r for r in load_records(results_dir) if r.run == run and r.kind == "search"]
     if not records:
-        known = sorted({str(r.get("run")) for r in load_records(results_dir) if r.get("run")})
+        known = sorted({str(r.run) for r in load_records(results_dir) if r.run})
         hint = f"; recorded sweeps: {', '.join(known)}" if known else "; no sweep is recorded there yet"
         raise UserError(f"no sweep named {run!r} in {results_dir / 'records.jsonl'}{hint}")
     record = records[-1]
     space = _space(record)
     trials = read_trials(run_folder(record, results_dir))
-    rep = sweep_report.SweepReport(record, trials, space, Path(record["space_path"]).read_text() if space else "",
+    rep = sweep_report.SweepReport(record, trials, space, Path(record.space_path).read_text() if space else "",
                                    param_importances(space, trials) if space and trials else {})
     figures = sweep_plots(record, results_dir, "sweep")
-    if record.get("test", {}).get("confusion"):
+    if record.test.get("confusion"):
         figures.append(("confusion matrix of the best configuration on test", "confusion.png",
-                        plots.confusion_png(record["test"]["confusion"], record.get("class_names"),
-                                            f"{run}: {record.get('model')} on test")))
+                        plots.confusion_png(record.test["confusion"], record.class_names,
+                                            f"{run}: {record.model} on test")))
     out_dir = results_dir / "reports" / _slug(run)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

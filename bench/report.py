@@ -6,13 +6,14 @@ import html
 from dataclasses import dataclass, field
 
 from .leaderboard import METRICS, key_hyperparameters
+from .record import Record
 from .spaces import SearchSpace
 from .sweep_trials import TrialHistory
 
 
 @dataclass
 class SweepReport:
-    record: dict
+    record: Record
     trials: list[TrialHistory]
     space: SearchSpace | None
     space_text: str = ""
@@ -20,11 +21,11 @@ class SweepReport:
 
     @property
     def metric(self) -> str:
-        return self.record.get("objective") or (self.space.metric if self.space else "val/uar")
+        return self.record.objective
 
     @property
     def mode(self) -> str:
-        return self.space.mode if self.space else "max"
+        return self.record.objective_mode
 
 
 def _fmt(value) -> str:
@@ -35,17 +36,17 @@ def _fmt(value) -> str:
 
 def summary_lines(rep: SweepReport) -> list[str]:
     r = rep.record
-    budget = r.get("budget", {})
-    test = r.get("test", {})
+    budget = r.budget
+    test = r.test
     metrics = ", ".join(f"{m} {100 * test[m]:.1f}%" for m in METRICS if m in test)
     return [
-        f"Dataset: {r.get('dataset')} ({r.get('modality')}); protocol: {r.get('protocol', '')}",
+        f"Dataset: {r.dataset} ({r.family}); protocol: {r.protocol or ''}",
         f"Selection: best {rep.metric} on validation; test evaluated once: {metrics}",
-        f"Best: {r.get('model')} {key_hyperparameters(r)}".rstrip(),
+        f"Best: {r.model} {key_hyperparameters(r)}".rstrip(),
         f"Budget: {budget.get('trials')} trials ({budget.get('errored', 0)} errored), {budget.get('epochs')} epochs, "
         f"{_fmt(budget.get('device_seconds'))} {budget.get('device', 'cpu')}-seconds, "
         f"{_fmt(budget.get('wall_seconds'))} s wall",
-        f"Provenance: commit {r.get('provenance', {}).get('commit', '')}, space hash {r.get('space_hash', '')}",
+        f"Provenance: commit {r.provenance.get('commit', '')}, space hash {r.space_hash or ''}",
     ]
 
 
@@ -62,7 +63,7 @@ def space_rows(space: SearchSpace | None) -> tuple[tuple[str, ...], list[list[st
 
 
 def trial_rows(rep: SweepReport) -> tuple[tuple[str, ...], list[list]]:
-    searched = [p.key for p in rep.space.params] if rep.space else list(rep.record.get("searched", []))
+    searched = [p.key for p in rep.space.params] if rep.space else list(rep.record.searched)
     columns = ("trial", "status", "epochs", f"best {rep.metric}", *searched, "error")
     rows = []
     for t in rep.trials:
@@ -76,7 +77,7 @@ def trial_rows(rep: SweepReport) -> tuple[tuple[str, ...], list[list]]:
 
 
 def best_config_rows(rep: SweepReport) -> list[list[str]]:
-    return [[k, _fmt(v)] for k, v in sorted(rep.record.get("config", {}).items())]
+    return [[k, _fmt(v)] for k, v in sorted(rep.record.config.items())]
 
 
 def _text(cell) -> str:
@@ -90,7 +91,7 @@ def _md_table(columns, rows) -> list[str]:
 
 
 def to_markdown(rep: SweepReport, plots: list[tuple[str, str]] | None = None) -> str:
-    run = rep.record.get("run", "")
+    run = rep.record.run or ""
     out = [f"# Sweep {run}", ""] + [f"- {line}" for line in summary_lines(rep)] + [""]
     out += ["## Search space", ""]
     columns, rows = space_rows(rep.space)
@@ -111,7 +112,7 @@ def to_markdown(rep: SweepReport, plots: list[tuple[str, str]] | None = None) ->
 def to_html(rep: SweepReport, images: list[tuple[str, bytes]] | None = None) -> str:
     from .html_page import figure, page, table
 
-    run = rep.record.get("run", "")
+    run = rep.record.run or ""
     parts = [f"<h1>Sweep {html.escape(str(run))}</h1>", "<ul>"]
     parts += [f"<li>{html.escape(line)}</li>" for line in summary_lines(rep)] + ["</ul>", "<h2>Search space</h2>"]
     columns, rows = space_rows(rep.space)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .checkpoint import CHECKPOINT_FILE, load_checkpoint
 from .errors import UserError
-from .results import find_record, metric_mode, provenance
+from .record import Record
+from .results import find_record, provenance
 
 COMPARED = ("accuracy", "uar", "macro_f1", "loss")
 REPRODUCIBLE_KINDS = ("search", "benchmark")
@@ -25,7 +26,7 @@ class _Done(Exception):
 
 @dataclass
 class Reproduction:
-    record: dict
+    record: Record
     epoch: int | None  # the 1-based epoch whose checkpoint was tested (None: the run never got there)
     epoch_source: str
     old: dict
@@ -42,7 +43,7 @@ class Reproduction:
         return bool(self.differences) and all(d == 0 for d in self.differences.values())
 
     def as_dict(self) -> dict:
-        return {"id": self.record.get("id"), "epoch": self.epoch, "epoch_source": self.epoch_source,
+        return {"id": self.record.id, "epoch": self.epoch, "epoch_source": self.epoch_source,
                 "old": self.old, "new": self.new, "difference": self.differences, "exact": self.exact,
                 "warnings": self.warnings}
 
@@ -63,12 +64,12 @@ def provenance_warnings(recorded: dict | None, now: dict) -> list[str]:
     return out
 
 
-def recorded_epoch(record: dict) -> tuple[int | None, str]:
+def recorded_epoch(record: Record) -> tuple[int | None, str]:
     """The 1-based epoch whose checkpoint the record tested: stored in the record, else read from
     its checkpoint when that is still on disk, else unknown (then the re-run selects on validation)."""
-    if record.get("checkpoint_epoch") is not None:
-        return int(record["checkpoint_epoch"]), "record"
-    folder = record.get("checkpoint")
+    if record.checkpoint_epoch is not None:
+        return int(record.checkpoint_epoch), "record"
+    folder = record.checkpoint
     if folder and (Path(folder) / CHECKPOINT_FILE).is_file():
         return int(load_checkpoint(folder)["epoch"]) + 1, "checkpoint"
     return None, "validation"
@@ -103,27 +104,26 @@ def retrain(config: dict, keep: Path, *, cache_dir: Path, data_root: str | None,
     return kept.get("epoch")
 
 
-def reproduce(records: list[dict], record_id: str, *, cache_dir: Path, data_root: str | None = None) -> Reproduction:
+def reproduce(records: list[Record], record_id: str, *, cache_dir: Path, data_root: str | None = None) -> Reproduction:
     from .evaluation import evaluate_checkpoint
 
     record = find_record(records, record_id)
     if record is None:
         raise UserError(f"no record with id {record_id!r}; the ids are in the leaderboard's `record ids` column "
                         f"and leaderboard.csv's record_ids")
-    if record.get("kind", "search") not in REPRODUCIBLE_KINDS or not record.get("config"):
-        raise UserError(f"record {record_id!r} is a {record.get('kind')!r} record; reproduce re-runs trained "
+    if record.kind not in REPRODUCIBLE_KINDS or not record.config:
+        raise UserError(f"record {record_id!r} is a {record.kind!r} record; reproduce re-runs trained "
                         f"records ({', '.join(REPRODUCIBLE_KINDS)}): reproduce the one it evaluated")
-    warnings = provenance_warnings(record.get("provenance"), provenance())
-    config = dict(record["config"])
+    warnings = provenance_warnings(record.provenance, provenance())
+    config = dict(record.config)
     root = data_root or config.get("data.data_root")
     epoch, source = recorded_epoch(record)
-    metric = record.get("objective", "val/uar")
-    mode = record.get("objective_mode") or metric_mode(metric)
+    metric, mode = record.objective, record.objective_mode
     import torch
 
     threads = torch.get_num_threads()
     # as the trial ran (Ray gave it cpus_per_trial threads): CPU reductions depend on the count
-    torch.set_num_threads(int(record.get("threads", 1)))
+    torch.set_num_threads(int(record.threads or 1))
     try:
         with tempfile.TemporaryDirectory(prefix="fer-reproduce-") as tmp:
             keep = Path(tmp) / "checkpoint"
@@ -135,10 +135,10 @@ def reproduce(records: list[dict], record_id: str, *, cache_dir: Path, data_root
             test = evaluate_checkpoint(keep, split="test", cache_dir=Path(cache_dir), data_root=root)
     finally:
         torch.set_num_threads(threads)
-    old = {k: record.get("test", {}).get(k) for k in COMPARED}
+    old = {k: record.test.get(k) for k in COMPARED}
     new = {k: test.get(k) for k in COMPARED}
-    if record.get("split_sizes") and test.get("split_sizes") and record["split_sizes"] != test["split_sizes"]:
-        warnings.append(f"the splits differ: recorded {record['split_sizes']}, now {test['split_sizes']} "
+    if record.split_sizes and test.get("split_sizes") and record.split_sizes != test["split_sizes"]:
+        warnings.append(f"the splits differ: recorded {record.split_sizes}, now {test['split_sizes']} "
                         f"(different data under the data root?)")
     return Reproduction(record, kept, source, old, new, warnings)
 
@@ -149,8 +149,9 @@ _EPOCH_SOURCE = {"record": "as recorded", "checkpoint": "as in the recorded chec
 
 def format_text(rep: Reproduction) -> str:
     r = rep.record
-    lines = [f"record {r.get('id')}: {r.get('kind', 'search')} {r.get('model')} on {r.get('dataset')} "
-             f"fold {r.get('fold', r['config'].get('data.fold', 0))} seed {r['config'].get('train.seed', 0)}, "
+    fold = r.fold if r.fold is not None else r.config.get("data.fold", 0)
+    lines = [f"record {r.id}: {r.kind} {r.model} on {r.dataset} "
+             f"fold {fold} seed {r.config.get('train.seed', 0)}, "
              f"tested at epoch {rep.epoch} ({_EPOCH_SOURCE[rep.epoch_source]})"]
     lines += [f"warning: {w}" for w in rep.warnings]
     lines.append(f"{'metric':<10} {'recorded':>10} {'now':>10} {'difference':>11}")

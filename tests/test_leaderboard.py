@@ -104,18 +104,18 @@ def test_best_record_selects_on_validation_never_test_and_respects_the_mode():
     a = {**record("a", 0.9), "val": {"uar": 0.5, "loss": 0.4}}
     b = {**record("b", 0.6), "val": {"uar": 0.7, "loss": 0.9}}
     cheat = {**record("c", 0.99, selection="test"), "val": {"uar": 0.99, "loss": 0.1}}
-    assert best_record([a, b, cheat], "synthetic", "face")["model"] == "b"
-    assert best_record([a, b, cheat], "synthetic", "face", metric="val/loss")["model"] == "a"  # minimised
-    assert best_record([a, b], "synthetic", "face", where=lambda r: r["model"] == "a")["model"] == "a"
+    assert best_record([a, b, cheat], "synthetic", "face").model == "b"
+    assert best_record([a, b, cheat], "synthetic", "face", metric="val/loss").model == "a"  # minimised
+    assert best_record([a, b], "synthetic", "face", where=lambda r: r.model == "a").model == "a"
     assert best_record([a, b], "synthetic", "voice") is None
 
 
 def test_records_get_a_stable_id_when_written_or_loaded(tmp_path):
     old = record("a", 0.5)
     (tmp_path / "records.jsonl").write_text(json.dumps(old) + "\n")
-    first, again = load_records(tmp_path)[0]["id"], load_records(tmp_path)[0]["id"]
+    first, again = load_records(tmp_path)[0].id, load_records(tmp_path)[0].id
     assert first == again == record_id(old) and len(first) == 10
     new = record("b", 0.6)
     append_record(tmp_path, new)
-    assert [r["id"] for r in load_records(tmp_path)] == [first, new["id"]] and new["id"] != first
-    assert find_record(load_records(tmp_path), new["id"][:6])["model"] == "b"
+    assert [r.id for r in load_records(tmp_path)] == [first, new["id"]] and new["id"] != first
+    assert find_record(load_records(tmp_path), new["id"][:6]).model == "b"
