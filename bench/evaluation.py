@@ -6,34 +6,21 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from .checkpoint import has_estimator, load_checkpoint, load_estimator
-from .data import create_dataset, get_adapter, load_splits
+from .checkpoint import load_checkpoint, load_checkpoint_model
+from .data import create_dataset, load_splits
 from .engine import evaluate, latency_ms
 from .spec import TrialConfig
 from .tasks import create_task
-from .trainable import build_model, count_params, pick_device
+from .trainable import count_params, pick_device
 
 
 def load_trained_model(checkpoint_dir: str | Path) -> tuple[torch.nn.Module, TrialConfig, dict]:
+    """The checkpoint's model (with its scikit-learn head, if any), its trial config, and the loaded
+    file; ``state["meta"]`` is the model's description (``fer_models.checkpoint.ModelMeta``: class
+    names, input spec), so callers need no dataset registry."""
     state = load_checkpoint(checkpoint_dir)
     cfg = TrialConfig.from_flat(state["config"])
-    num_classes = len(get_adapter(cfg.data.dataset).class_names)
-    model = build_model(cfg, num_classes)
-    model.load_state_dict(state["model"])
-    if not has_estimator(checkpoint_dir) and (getattr(model, "is_classic", False)
-                                              or cfg.model.kwargs.get("head") == "svm"):
-        from .errors import UserError
-
-        raise UserError(f"checkpoint {str(checkpoint_dir)!r} is a {cfg.model.name} with a scikit-learn head but holds "
-                        f"no fitted head (head.skops); it predates saved heads: train it again")
-    if has_estimator(checkpoint_dir):  # a fitted scikit-learn head (classic model, fusion SVM)
-        estimator = load_estimator(checkpoint_dir)
-        if getattr(model, "is_classic", False):
-            model.set_estimator(estimator)
-        else:
-            from fer_models.fusion import SVMHeadModel
-
-            model = SVMHeadModel(model, estimator, num_classes)
+    model, state["meta"] = load_checkpoint_model(checkpoint_dir, state)
     return model.eval(), cfg, state
 
 

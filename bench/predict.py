@@ -1,8 +1,9 @@
 """``fer-bench predict``: a trained checkpoint on photos, videos and audio.
 
 Faces are found by MTCNN and aligned by the same functions and settings that prepared the
-training data (``bench.data.prep.faces``), then shaped by ``images_to_tensor`` as in training, so
-a face is seen at predict time the way it was seen in training. Every face of every sampled frame
+training data (``bench.data.prep.faces``), then shaped by the model's ``eval_transform``
+(``bench.data.transforms``), the transform its training and evaluation data went through, so a
+face (or a voice window) is seen at predict time the way it was seen in training. Every face of every sampled frame
 gets a label and probabilities; a video or utterance gets one label from
 ``fer_models.aggregate_clips``. Results are plain dicts in the JSON layout the README documents.
 """
@@ -17,18 +18,14 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from fer_models import InputSpec
+
 from .data.face_files import IMAGE_SUFFIXES
 from .data.prep import audio as audio_prep
-from .data.prep.faces import (
-    FaceAligner,
-    FaceAlignSettings,
-    _resized,  # the detection-time shrink, shared so detection sees what it saw in `data prepare`
-    active_settings,
-    landmark_distances,
-    warp_to_template,
-)
+from .data.prep.faces import FaceAligner, FaceAlignSettings, active_settings, landmark_distances, warp_to_template
 from .data.prep.media_cache import MediaError
 from .data.prep.video import rgb_converter
+from .data.transforms import VoiceTransform, eval_transform, voice_request
 from .errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".flv", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp")
@@ -149,7 +146,6 @@ class Predictor:
 
     def __init__(self, checkpoint_dir: str | Path, *, cache_dir: Path, data_root: str | None = None,
                  fps: float = DEFAULT_FPS, threshold: float | None = None, device: str = "cpu"):
-        from .data import get_adapter
         from .evaluation import load_trained_model
 
         if fps < 0:
@@ -159,7 +155,7 @@ class Predictor:
         self.device = torch.device(device)
         self.cfg = cfg
         self.name = cfg.model.name
-        self.class_names = list(get_adapter(cfg.data.dataset).class_names)
+        self.class_names = list(state["meta"].class_names)  # from the checkpoint: no dataset needed
         self.spec = model.input_spec
         self.kind = self.spec.modality
         self.fps = fps
@@ -173,18 +169,19 @@ class Predictor:
         elif self.kind == "voice":
             self.voice_spec = self.spec
         elif self.kind == "av":
-            from .data.media_dataset import spec_from_dict
-
-            self.visual_spec = spec_from_dict(self.spec.extras["visual"])
-            self.voice_spec = spec_from_dict(self.spec.extras["voice"])
+            self.visual_spec = InputSpec.from_dict(self.spec.extras["visual"])
+            self.voice_spec = InputSpec.from_dict(self.spec.extras["voice"])
             if self.visual_spec.modality != "face":
                 raise UserError(f"{self.name} reads {self.visual_spec.modality} clips; predict supports audio-visual "
                                 f"models whose visual encoder is a face model")
         else:
             raise UserError(f"{self.name} is a {self.kind} model; predict supports face, voice and audio-visual "
                             f"(face + voice) models")
+        # the transforms training and evaluation applied (bench.data.transforms.eval_transform)
+        self.face_transform = eval_transform(self.visual_spec, image_size=cfg.data.image_size) \
+            if self.visual_spec is not None else None
         self._aligner: FaceAligner | None = None
-        self._voice_norm: tuple[np.ndarray, np.ndarray] | None = None
+        self._voice_transform: VoiceTransform | None = None
 
     # -- faces --
 
@@ -201,35 +198,26 @@ class Predictor:
     def detect_faces(self, image: np.ndarray) -> list[Face]:
         """Every face MTCNN is confident about, each aligned onto the training template."""
         settings = self.aligner.settings
-        shrink = min(1.0, settings.detect_max_side / max(image.shape[:2]))
-        boxes, probs, points = self.aligner.mtcnn.detect(_resized(image, shrink), landmarks=True)
-        if boxes is None:
+        found = self.aligner.detect(image)
+        if found is None:
             return []
         faces = []
-        for box, prob, pts in zip(boxes, probs, points):
+        for box, prob, pts in zip(*found):
             if prob is None or prob < settings.min_confidence:
                 continue
-            pts = np.asarray(pts, np.float32) / shrink
             crop = warp_to_template(image, pts, settings)
             if crop is not None:
-                faces.append(Face([round(float(v) / shrink, 1) for v in box], float(prob), crop,
-                                  landmark_distances(pts)))
+                faces.append(Face([round(float(v), 1) for v in box], float(prob), crop, landmark_distances(pts)))
         return faces
 
-    def _face_inputs(self, faces: list[Face]):
-        from .data.tensors import images_to_tensor
-
-        x = images_to_tensor(np.stack([f.crop for f in faces]), self.visual_spec, self.cfg.data.image_size)
-        if self.visual_spec.extras.get("landmarks"):
-            return {"image": x, "landmarks": torch.from_numpy(np.stack([f.distances for f in faces]))}
-        return x
+    def face_inputs(self, faces: list[Face]):
+        """The model's input for these aligned faces (the training data's transform)."""
+        return self.face_transform(np.stack([f.crop for f in faces]), np.stack([f.distances for f in faces]))
 
     # -- voice --
 
     def voice_request(self) -> tuple[dict, int | None, bool]:
         """(feature params, frames per window or None for one vector per file, channel dim)."""
-        from .data.media_dataset import voice_request
-
         return voice_request(self.voice_spec, self.cache_dir)
 
     def voice_features(self, wave: np.ndarray) -> np.ndarray:
@@ -242,16 +230,17 @@ class Predictor:
             wave = audio_prep.fix_length(wave, limit) if len(wave) > limit else wave
         return audio_prep.features_from_wave(wave, params)
 
-    def voice_norm(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The training split's statistics (what the model was trained on), read through the prep
-        cache; when that data is not here, this input's own statistics, with a note. A model trained
-        with speaker normalisation gets the training statistics of the raw features: one new file has
-        no speaker statistics of its own (noted)."""
-        if self._voice_norm is None:
+    def voice_transform(self, features: np.ndarray) -> VoiceTransform:
+        """The training data's voice transform, standardising with the training split's statistics
+        (what the model was trained on), read through the prep cache; when that data is not here,
+        with this input's own statistics, with a note. A model trained with speaker normalisation
+        gets the training statistics of the raw features: one new file has no speaker statistics of
+        its own (noted)."""
+        if self._voice_transform is None:
             from .data import load_splits
-            from .data.tensors import feature_stats, vector_stats
 
-            params, frames, _ = self.voice_request()
+            transform = eval_transform(self.voice_spec, cache_dir=self.cache_dir)
+            params = transform.params
             if self.voice_spec.extras.get("speaker_norm"):
                 self.notes.append("the model was trained on speaker-normalised features; a single input has no "
                                   "speaker statistics, so it is standardised with the training split's statistics")
@@ -260,28 +249,22 @@ class Predictor:
                 train = [audio_prep.cached_features(Path(s.meta.get("audio", s.path)), self.cache_dir, params,
                                                     s.meta.get("audio_sha256" if "audio" in s.meta else "sha256"))
                          for s in splits["train"]]
-                self._voice_norm = vector_stats(train) if frames is None else feature_stats(train)
+                self._voice_transform = transform.fit(train)
             except (UserError, MediaError, OSError) as exc:
                 self.notes.append(f"the training data of {self.cfg.data.dataset!r} is not available ({exc}); voice "
                                   f"features are standardised with each input's own statistics instead")
-                if frames is None:
-                    return np.zeros_like(features, dtype=np.float32), np.ones_like(features, dtype=np.float32)
-                return feature_stats([features])
-        return self._voice_norm
+                if transform.per_file:
+                    transform.mean = np.zeros_like(features, dtype=np.float32)
+                    transform.std = np.ones_like(features, dtype=np.float32)
+                    return transform
+                return transform.fit([features])
+        return self._voice_transform
 
     def voice_windows(self, features: np.ndarray, starts: list[int]) -> torch.Tensor:
-        from .data.tensors import vectors_to_tensor, voice_to_tensor
-
-        params, frames, channel_dim = self.voice_request()
-        mean, std = self.voice_norm(features)
-        if frames is None:  # one vector per file: every "window" is the whole input
-            return vectors_to_tensor([features] * len(starts), mean, std)
-        if params["kind"] in ("logmel", "mfcc"):
-            silence = audio_prep.silence_column(params["kind"], params["n_bins"], params["n_mels"])
-        else:  # low-level descriptors: padded with the train mean, as in training
-            silence = mean
-        windows = [features[:, s:s + frames] for s in starts]
-        return voice_to_tensor(windows, frames, silence, mean, std, channel_dim)
+        transform = self.voice_transform(features)
+        if transform.per_file:  # one vector per file: every "window" is the whole input
+            return transform([features] * len(starts))
+        return transform([features[:, s:s + transform.frames] for s in starts])
 
     def window_starts(self, length: int) -> list[int]:
         """Windows of the model's frame count, half-overlapping, the last one flush with the end."""
@@ -323,7 +306,7 @@ def _face_entries(predictor: Predictor, faces: list[Face], voice=None) -> tuple[
     if not faces:
         return [], None
     faces = sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    x = predictor._face_inputs(faces)
+    x = predictor.face_inputs(faces)
     if voice is not None:  # every face of the frame hears the same audio window
         x = {"visual": x, "voice": voice.expand(len(faces), *voice.shape[1:])}
     probs = predictor.probabilities(x)

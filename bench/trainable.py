@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader
 
 import fer_models
 
-from .checkpoint import save_checkpoint, save_estimator
+from .checkpoint import model_kwargs, save_checkpoint, save_estimator
 from .data import create_dataset
-from .engine import evaluate, grad_scaler, latency_ms, predict, train_one_epoch
+from .engine import evaluate, grad_scaler, latency_ms, train_one_epoch
+from .families import family_of_model
 from .spec import TrialConfig
 from .tasks import class_weights_from_labels, create_task
 
@@ -40,11 +41,8 @@ def pick_device() -> torch.device:
 
 
 def build_model(cfg: TrialConfig, num_classes: int) -> torch.nn.Module:
-    kwargs = dict(cfg.model.kwargs)
-    if cfg.data.image_size and "image_size" not in kwargs:
-        kwargs["image_size"] = cfg.data.image_size
-    try:
-        return fer_models.create_model(cfg.model.name, num_classes=num_classes, **kwargs)
+    try:  # model_kwargs: the same kwargs the checkpoint records
+        return fer_models.create_model(cfg.model.name, num_classes=num_classes, **model_kwargs(cfg))
     except fer_models.ModelConfigError as exc:  # a bad head kwarg (kernel, C): a config error, not a fault
         from .errors import UserError
 
@@ -203,21 +201,6 @@ def create_scheduler(cfg: TrialConfig, optimizer, total_steps: int, steps_per_ep
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def identity_leakage_probe(model, loader, device) -> float:
-    """Accuracy of a linear probe naming the subject from the model's features on the validation
-    split (lower is better: less identity in the expression code). Validation subjects are unseen
-    in training, so the probe is fit on half of each validation subject's samples and scored on
-    the other half."""
-    from fer_models.mic import identity_leakage, split_within_subjects
-
-    _, _, features = predict(model, loader, device=device)
-    subjects = np.asarray(loader.dataset.subjects)
-    fit, score = split_within_subjects(subjects)
-    if not len(score):
-        return float("nan")
-    return identity_leakage(features[fit], subjects[fit], features[score], subjects[score])
-
-
 def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root: str | None = None,
               resume_state: dict | None = None, prepare: Callable[[TrialParts], TrialParts] | None = None) -> None:
     """Train for ``train.max_epochs`` epochs, calling ``report(metrics, checkpoint_dir)`` after each.
@@ -253,6 +236,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     if prepare is not None:
         parts = prepare(parts)
     bare_model = getattr(parts.model, "module", parts.model)  # what checkpoints hold: never DDP's wrapper
+    family = family_of_model(cfg.model.name)  # its extra validation metrics (MIC: identity leakage)
+    epoch_metrics = family.epoch_metrics if family is not None else None
     latency = None  # measured once: it does not change with training
     for epoch in range(start_epoch, cfg.train.max_epochs):
         t0 = time.perf_counter()
@@ -283,8 +268,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
                 scored_bare, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
                 seed=cfg.train.seed)
         clip = clips.tune(scored_head if svm is not None else scored_bare, parts.device) if clips else {}
-        if getattr(scored_bare, "identity_aware", False):
-            val["identity_leakage"] = identity_leakage_probe(scored_bare, parts.val_loader, parts.device)
+        extra = epoch_metrics(scored_bare, parts.val_loader, parts.device) if epoch_metrics else {}
         if latency is None:
             latency = latency_ms(bare_model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
@@ -295,7 +279,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "val/accuracy": val["accuracy"],
             "val/uar": val["uar"],
             "val/macro_f1": val["macro_f1"],
-            **({"val/identity_leakage": val["identity_leakage"]} if "identity_leakage" in val else {}),
+            **{f"val/{name}": value for name, value in extra.items()},
             **({"val/clip_uar": clip["val_clip_uar"]} if clip else {}),
             "params": params,
             "latency_ms": latency,

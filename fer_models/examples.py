@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .spec import InputSpec
-
-# Channels of each named video stream; sequence streams carry T frames, the others one frame.
-STREAM_CHANNELS = {"rgb": 3, "residual": 3, "flow": 2, "iframe": 3, "apex": 3}
-SEQUENCE_STREAMS = {"rgb", "residual", "flow"}
+from .spec import SEQUENCE_STREAMS, STREAM_CHANNELS, InputSpec
 
 
 def stream_shape(spec: InputSpec, stream: str) -> tuple[int, ...]:

@@ -32,6 +32,28 @@ _MODELS: dict[str, ModelEntry] = {}
 # Prefix routes let one entry serve a family of names, e.g. ``timm/resnet18`` -> face_timm.
 _PREFIXES: dict[str, tuple[str, str]] = {}
 
+# The modules whose import registers the built-in families. They are imported on the registry's
+# first lookup, not with the package, so ``from fer_models import InputSpec`` (the data pipeline)
+# stays free of every model family and of timm.
+BUILTIN_FAMILIES = ("classic", "face", "fusion", "mic", "video", "voice")
+_builtins_loaded = False
+
+
+def load_builtin_models() -> None:
+    """Import the built-in model families once (each registers its models on import)."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True  # set first: the families' own registry calls must not recurse here
+    import importlib
+
+    try:
+        for family in BUILTIN_FAMILIES:
+            importlib.import_module(f"{__package__}.{family}")
+    except BaseException:
+        _builtins_loaded = False
+        raise
+
 
 def register_model(name: str | None = None, *, modality: str) -> Callable:
     """Decorator: register a model constructor ``fn(num_classes, **kwargs) -> nn.Module``."""
@@ -56,6 +78,7 @@ def register_prefix(prefix: str, model_name: str, kwarg: str) -> None:
 
 def resolve_name(name: str) -> tuple[ModelEntry, dict]:
     """Return the entry for ``name`` and the keyword arguments its name implies."""
+    load_builtin_models()
     if name in _MODELS:
         return _MODELS[name], {}
     if "/" in name:
@@ -83,6 +106,7 @@ def is_model(name: str) -> bool:
 
 
 def list_models(pattern: str = "*", modality: str | None = None) -> list[str]:
+    load_builtin_models()
     names = [
         n for n, e in _MODELS.items()
         if fnmatch.fnmatch(n, pattern) and (modality is None or e.modality == modality)

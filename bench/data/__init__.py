@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from fer_models import InputSpec
+from fer_models.spec import InputSpec
 
 from ..errors import UserError
 from .afew import Afew
@@ -23,8 +23,9 @@ from .synthetic import SyntheticFaces
 from .synthetic_av import SyntheticAV
 from .synthetic_video import SyntheticVideo
 from .synthetic_voice import SyntheticVoice
-from .tensors import TensorFaceDataset, images_to_tensor
+from .tensors import TensorFaceDataset
 from .tess import Tess
+from .transforms import eval_transform
 
 DATASETS: dict[str, type[DatasetAdapter]] = {}
 
@@ -82,7 +83,7 @@ def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, c
         return create_media_dataset(adapter, splits, split, input_spec, cache_dir=Path(cache_dir),
                                     image_size=image_size, augment=augment, seed=seed)
     arrays = adapter.load_arrays(samples, Path(data_root) if data_root else None, Path(cache_dir))
-    inputs = images_to_tensor(arrays, input_spec, image_size)
+    inputs = eval_transform(input_spec, image_size=image_size)(arrays)  # the transform predict applies too
     if input_spec.extras.get("landmarks"):  # a landmark branch also reads the prepared faces' landmarks
         return landmark_face_dataset(adapter, samples, inputs, Path(data_root) if data_root else None,
                                      Path(cache_dir), augment=augment and split == "train", seed=seed)
@@ -90,5 +91,5 @@ def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, c
                              [s.subject for s in samples], augment=augment and split == "train", seed=seed)
 
 
-__all__ = ["DATASETS", "DatasetAdapter", "Sample", "create_dataset", "get_adapter", "load_splits",
+__all__ = ["DATASETS", "DatasetAdapter", "Sample", "create_dataset", "eval_transform", "get_adapter", "load_splits",
            "register_dataset"]

@@ -21,52 +21,8 @@ from .base import DatasetAdapter, Sample, Skipped
 from .prep import audio as audio_prep
 from .prep import video as video_prep
 from .prep.media_cache import Busy, MediaError
-from .tensors import (
-    TensorBatch,
-    TensorMediaDataset,
-    feature_stats,
-    images_to_tensor,
-    motion_scales,
-    speaker_normalise,
-    vector_stats,
-    vectors_to_tensor,
-    video_to_tensors,
-    voice_to_tensor,
-)
-
-
-def spec_from_dict(spec: InputSpec | dict) -> InputSpec:
-    if isinstance(spec, InputSpec):
-        return spec
-    fields = dict(spec)
-    for key in ("input_size", "mean", "std"):
-        if key in fields:
-            fields[key] = tuple(fields[key])
-    return InputSpec(**fields)
-
-
-def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict, int | None, bool]:
-    """(feature params, frames or None for one vector/matrix per utterance, whether a channel dim
-    is added) for a voice spec (see ``fer_models.voice_features``)."""
-    kind = spec.extras.get("features", "logmel")
-    sr = spec.sample_rate or audio_prep.SAMPLE_RATE
-    if kind == "logmel":
-        n_bins, frames = spec.input_size[-2], spec.input_size[-1]
-        return audio_prep.feature_params("logmel", n_bins, n_bins, sr), frames, True
-    if kind == "mfcc":
-        n_bins, frames = spec.input_size[0], spec.input_size[-1]
-        return audio_prep.feature_params("mfcc", n_bins, spec.n_mels or 64, sr), frames, False
-    if kind == "opensmile":
-        level = spec.extras.get("level", "functionals")
-        params = audio_prep.feature_params("opensmile", sample_rate=sr, feature_set=spec.extras.get("feature_set"),
-                                           level=level)
-        return params, (spec.input_size[-1] if level == "lld" else None), False
-    if kind == "ssl":
-        params = audio_prep.feature_params("ssl", sample_rate=sr, encoder=spec.extras.get("encoder"),
-                                           weights=spec.extras.get("weights"), cache_dir=cache_dir)
-        return params, None, False
-    raise UserError(f"voice input_spec.extras['features'] must be 'logmel', 'mfcc', 'opensmile' or 'ssl', "
-                    f"got {kind!r}")
+from .tensors import TensorBatch, TensorMediaDataset, speaker_normalise
+from .transforms import eval_transform, spec_from_dict, voice_request  # noqa: F401  (voice_request: re-exported)
 
 
 @register_check(keys=["model.features"])
@@ -120,8 +76,10 @@ class _Part:
     def __init__(self, adapter: DatasetAdapter, spec: InputSpec, cache_dir: Path, image_size: int | None):
         self.adapter, self.spec, self.cache_dir = adapter, spec, cache_dir
         self.image_size = image_size or spec.image_size
+        # the transform predict builds too; a face model in an AV pair sees the clip's apex frame
+        self.transform = eval_transform(spec, image_size=self.image_size, cache_dir=cache_dir)
         if spec.modality == "voice":
-            self.params, self.frames, self.channel_dim = voice_request(spec, cache_dir)
+            self.params, self.frames = self.transform.params, self.transform.frames
         else:
             frames = spec.frames or 16
             self.params = video_prep.video_params(frames, getattr(adapter, "prep_size", 112),
@@ -137,30 +95,15 @@ class _Part:
         path, sha = _audio_source(sample)
         return audio_prep.wait_for_features(path, self.cache_dir, self.params, sha)
 
-    def streams(self) -> tuple[str, ...]:
-        return tuple(self.spec.extras.get("streams", ("rgb",))) if self.spec.modality == "video" else ("apex",)
-
     def tensors(self, values: list, train_values: list, subjects: list | None = None,
                 train_subjects: list | None = None):
-        if self.spec.modality == "voice":
-            if self.spec.extras.get("speaker_norm"):
-                framewise = self.frames is not None
-                values = speaker_normalise(values, subjects or [None] * len(values), framewise)
-                train_values = speaker_normalise(train_values, train_subjects or [None] * len(train_values),
-                                                 framewise)
-            if self.frames is None:  # one vector (functionals) or L x D matrix (encoder layers) per file
-                return vectors_to_tensor(values, *vector_stats(train_values))
-            mean, std = feature_stats(train_values)
-            if self.params["kind"] in ("logmel", "mfcc"):
-                silence = audio_prep.silence_column(self.params["kind"], self.params["n_bins"], self.params["n_mels"])
-            else:  # low-level descriptors: pad with the train mean (0 once standardised)
-                silence = mean
-            return voice_to_tensor(values, self.frames, silence, mean, std, self.channel_dim)
-        if self.spec.modality == "face":  # a face model in an AV pair sees the clip's apex frame
-            return images_to_tensor(np.stack([v["apex"] for v in values]), self.spec, self.image_size)
-        streams = self.streams()
-        x = video_to_tensors(values, streams, self.spec, self.image_size, motion_scales(train_values, streams))
-        return x["rgb"] if streams == ("rgb",) else TensorBatch(x)
+        if self.spec.modality == "voice" and self.spec.extras.get("speaker_norm"):
+            framewise = self.frames is not None
+            values = speaker_normalise(values, subjects or [None] * len(values), framewise)
+            train_values = speaker_normalise(train_values, train_subjects or [None] * len(train_values), framewise)
+        if self.spec.modality == "face":
+            return self.transform(np.stack([v["apex"] for v in values]))
+        return self.transform.fit(train_values)(values)
 
 
 def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]], split: str,

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from fer_models import InputSpec
+from fer_models.spec import MOTION_STREAMS, VIDEO_STREAMS, InputSpec
 
 from ..errors import UserError
 
@@ -245,8 +245,6 @@ def _resize_frames(x: torch.Tensor, size: int) -> torch.Tensor:
     return flat.reshape(*lead, *flat.shape[-3:])
 
 
-VIDEO_STREAMS = ("rgb", "flow", "residual", "iframe", "apex", "mv")
-MOTION_STREAMS = ("flow", "mv", "residual")  # zero-mean; scaled by the train split's std
 
 
 def motion_scales(entries: list[dict], streams: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -124,6 +124,17 @@ class FaceAligner:
         self.settings = settings
         self.mtcnn = MTCNN(keep_all=True, device=device)
 
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Every face MTCNN finds in one H x W x 3 RGB image, detected on the image shrunk to
+        ``detect_max_side`` as ``align`` does: (boxes N x 4, probabilities, landmarks N x 5 x 2)
+        in source pixels, or None when it finds none (``predict`` uses this)."""
+        shrink = min(1.0, self.settings.detect_max_side / max(image.shape[:2]))
+        boxes, probs, points = self.mtcnn.detect(_resized(image, shrink), landmarks=True)
+        if boxes is None:
+            return None
+        return (np.asarray(boxes, np.float64) / shrink, probs,
+                np.stack([np.asarray(p, np.float32) / shrink for p in points]))
+
     def align(self, images: list[np.ndarray]) -> list[AlignedFace]:
         """``images``: H x W x 3 uint8 RGB. Same-sized images are detected as one batch."""
         out: list[AlignedFace | None] = [None] * len(images)
