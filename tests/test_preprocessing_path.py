@@ -75,8 +75,10 @@ def test_predict_on_a_face_sample_gives_the_evaluation_logits(tmp_path, cache_di
         paths.append(tmp_path / f"face{i}.png")
         Image.fromarray(crop.squeeze(-1) if crop.shape[-1] == 1 else crop).save(paths[-1])
     # a crop is already the aligned face: detection is not what this test is about
-    monkeypatch.setattr(predictor, "detect_faces",
-                        lambda image: [Face([0, 0, image.shape[1], image.shape[0]], 1.0, image, np.zeros(10, np.float32))])
+    def whole_image_is_the_face(image):
+        return [Face([0, 0, image.shape[1], image.shape[0]], 1.0, image, np.zeros(10, np.float32))]
+
+    monkeypatch.setattr(predictor, "detect_faces", whole_image_is_the_face)
     with torch.no_grad():
         got = torch.cat([model(predictor.face_inputs(predictor.detect_faces(read_image(p))))["logits"] for p in paths])
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
