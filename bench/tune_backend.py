@@ -135,15 +135,15 @@ def run_config(settings: SweepSettings, metric: str, mode: str, *, ray_train: bo
     TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter)."""
     from ray import train, tune
 
-    ray = train if ray_train else tune
+    library = train if ray_train else tune  # Tune subclasses Train's classes and warns about the other's
     fields = dict(
         name=settings.name,
         storage_path=settings.storage,
-        failure_config=ray.FailureConfig(max_failures=settings.max_failures),
-        checkpoint_config=ray.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                               checkpoint_score_order=mode),
+        failure_config=library.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=library.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                   checkpoint_score_order=mode),
     )
-    return ray.RunConfig(**{**fields, **more})
+    return library.RunConfig(**{**fields, **more})
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
