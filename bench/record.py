@@ -93,10 +93,6 @@ class Record:
         if self.objective_mode is None:
             self.objective_mode = metric_mode(self.objective)
 
-    @property
-    def is_search(self) -> bool:
-        return self.kind == "search"
-
     def val_score(self, metric: str) -> float | None:
         """The validation score of ``metric`` (``val/uar`` or ``uar``); None when not recorded."""
         key = metric.split("/", 1)[1] if metric.startswith("val/") else metric
