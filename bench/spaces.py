@@ -8,17 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from .errors import UserError
+from .families import family_names, get_family
 from .spec import known_keys
 
 TOP_KEYS = {"schema", "modality", "objective", "budget", "searcher", "scheduler", "fixed",
-            "params", "extends"}
-MODALITIES = {"face", "video", "mic", "voice", "fusion"}
+            "params", "extends", "lists"}
 SUB_KEYS = {
     "objective": {"metric", "mode"},
     "budget": {"samples", "max_epochs", "time_budget"},
@@ -111,17 +110,9 @@ class DefineByRun:
         return dict(self.constants)
 
 
-def builtin_space_path(modality: str, dataset: str | None = None) -> Path:
-    """The shipped space for a modality, or its per-dataset override when one exists."""
-    root = resources.files("search_spaces")
-    if dataset:
-        override = root / modality / f"{dataset}.yaml"
-        if override.is_file():
-            return Path(str(override))
-    path = root / f"{modality}.yaml"
-    if not path.is_file():
-        raise UserError(f"no built-in search space for modality {modality!r}; pass --space PATH")
-    return Path(str(path))
+def builtin_space_path(family: str, dataset: str | None = None) -> Path:
+    """The shipped space of a search family, or its per-dataset override when one exists."""
+    return get_family(family).space_path(dataset)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -166,7 +157,59 @@ def load_space(path: str | Path) -> SearchSpace:
         _check_keys(parent, parent_path)
         raw = _merge(parent, raw)
     _check_keys(raw, path)
-    return _build(raw, path)
+    return _build(_resolve_lists(raw, path), path)
+
+
+def _resolve_lists(raw: dict, path: Path) -> dict:
+    """Replace the ``$name`` references of ``lists`` in params' ``choice`` and ``when``.
+
+    ``{choice: $backbones}`` is the list itself; ``[fer_cnn, $backbones]`` splices it in. Resolved
+    after ``extends``, so a child that redefines a list changes every parent param that names it.
+    The result holds no ``lists`` and no references, so a space hashes the same as the file written
+    out in full (what a resume compares).
+    """
+    where = str(path)
+    lists = raw.get("lists") or {}
+    if not isinstance(lists, dict):
+        raise UserError(f"{where!r}: field 'lists' must be a mapping of names to lists, like {{backbones: [...]}}")
+    for name, values in lists.items():
+        if not isinstance(values, list) or not values or any(isinstance(v, (list, dict)) for v in values) \
+                or any(_reference(v) for v in values):
+            raise UserError(f"{where!r}: lists.{name} must be a non-empty list of plain values (no $references)")
+
+    def expand(value, field_name: str):
+        def one(name: str) -> list:
+            if name not in lists:
+                known = f"; it defines {', '.join('$' + n for n in lists)}" if lists else ""
+                raise UserError(f"{where!r}: {field_name} refers to ${name}, which field 'lists' does not "
+                                f"define{known}")
+            return list(lists[name])
+
+        if _reference(value):
+            return one(_reference(value))
+        if isinstance(value, list):
+            return [v for item in value for v in (one(_reference(item)) if _reference(item) else [item])]
+        return value
+
+    resolved = {k: v for k, v in raw.items() if k != "lists"}
+    if not isinstance(raw.get("params"), dict):
+        return resolved  # _build says what params must be
+    params = {}
+    for key, spec in raw["params"].items():
+        if isinstance(spec, dict):
+            spec = dict(spec)
+            if "choice" in spec:
+                spec["choice"] = expand(spec["choice"], f"params.{key}.choice")
+            if isinstance(spec.get("when"), dict):
+                spec["when"] = {k: expand(v, f"params.{key}.when.{k}") for k, v in spec["when"].items()}
+        params[key] = spec
+    resolved["params"] = params
+    return resolved
+
+
+def _reference(value) -> str | None:
+    """``$name`` -> ``name``; anything else -> None."""
+    return value[1:] if isinstance(value, str) and value.startswith("$") and len(value) > 1 else None
 
 
 def _check_keys(raw: dict, path: Path) -> None:
@@ -180,9 +223,10 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     where = str(path)
     if raw.get("schema") != 1:
         raise UserError(f"{where!r}: field 'schema' must be 1, got {raw.get('schema')!r}")
-    modality = raw.get("modality")
-    if modality not in MODALITIES:
-        raise UserError(f"{where!r}: field 'modality' must be one of {sorted(MODALITIES)}, got {modality!r}")
+    modality = raw.get("modality")  # the search family the space is for
+    families = family_names()
+    if modality not in families:
+        raise UserError(f"{where!r}: field 'modality' must be one of {sorted(families)}, got {modality!r}")
     sections = {}
     for name, allowed in SUB_KEYS.items():
         section = raw.get(name) or {}

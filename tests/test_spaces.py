@@ -127,3 +127,89 @@ def test_time_budget_in_a_space_and_durations(tmp_path):
     # ASHA: every trial to the grace period, 1/factor of them on to each next rung
     assert asha_epochs_per_trial(30, 3, 3) == pytest.approx(3 + 6 / 3 + 18 / 9 + 3 / 27)
     assert asha_epochs_per_trial(30, 3, 3, "fifo") == 30
+
+
+LISTS = """
+schema: 1
+modality: face
+fixed: {data.image_size: 32}
+lists:
+  timm: [timm/resnet18, timm/mobilenetv3_small_100]
+params:
+  model.name:      {choice: [fer_cnn, $timm]}
+  model.attention: {choice: [none, self], when: {model.name: $timm}}
+  model.width:     {choice: [32, 64], when: {model.name: [fer_cnn]}}
+"""
+WRITTEN_OUT = """
+schema: 1
+modality: face
+fixed: {data.image_size: 32}
+params:
+  model.name:      {choice: [fer_cnn, timm/resnet18, timm/mobilenetv3_small_100]}
+  model.attention: {choice: [none, self], when: {model.name: [timm/resnet18, timm/mobilenetv3_small_100]}}
+  model.width:     {choice: [32, 64], when: {model.name: [fer_cnn]}}
+"""
+
+
+def test_a_list_named_once_is_used_in_choice_and_when(tmp_path):
+    space = load_space(write(tmp_path, LISTS))
+    full = load_space(write(tmp_path, WRITTEN_OUT, "full.yaml"))
+    assert space.params == full.params
+    assert space.space_hash == full.space_hash  # a space hashes as its written-out form: resumes keep working
+    whole = load_space(write(tmp_path, LISTS.replace("[fer_cnn, $timm]", "$timm"), "whole.yaml"))
+    assert whole.params[0].values == ("timm/resnet18", "timm/mobilenetv3_small_100")
+
+
+def test_a_child_space_redefines_a_list_for_every_param_that_names_it(tmp_path):
+    write(tmp_path, LISTS, "base.yaml")
+    child = load_space(write(tmp_path, "extends: base.yaml\nlists:\n  timm: [timm/resnet10t]\n", "child.yaml"))
+    params = {p.key: p for p in child.params}
+    assert params["model.name"].values == ("fer_cnn", "timm/resnet10t")
+    assert params["model.attention"].when == {"model.name": ("timm/resnet10t",)}
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (("when: {model.name: $timm}", "when: {model.name: $tim}"),
+     r"params.model.attention.when.model.name refers to \$tim, which field 'lists' does not define; it defines \$timm"),
+    (("[fer_cnn, $timm]", "[fer_cnn, $backbones]"), r"params.model.name.choice refers to \$backbones"),
+    (("timm: [timm/resnet18, timm/mobilenetv3_small_100]", "timm: timm/resnet18"), "lists.timm must be a non-empty"),
+])
+def test_bad_list_references_name_file_and_reference(tmp_path, mutation, message):
+    path = write(tmp_path, LISTS.replace(*mutation))
+    with pytest.raises(UserError, match=message) as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+
+
+# The hash of every shipped space before `lists:` existed: the files name their lists once now, and
+# resolve to exactly what they said before (same params, same hash, so their sweeps still resume).
+# A space whose search changes on purpose updates its line here in that commit, and says so.
+SHIPPED_HASHES = {
+    "face.yaml": "ec8961159914", "face/ckplus.yaml": "a6ae3c79401c", "face/fer2013.yaml": "75efef14d83f",
+    "face/ferplus.yaml": "75efef14d83f", "face/jaffe.yaml": "684055a323ce", "face/raf.yaml": "939fb7df5ba8",
+    "face/synthetic.yaml": "fa30f7693fd7", "fusion.yaml": "00e4f44f6de5", "fusion/synthetic-av.yaml": "e50c37ca63d1",
+    "mic.yaml": "f9cc30345ca3", "mic/synthetic-video.yaml": "3c142a269005", "video.yaml": "1ca59aad4f65",
+    "video/synthetic-video.yaml": "69759f901b70", "voice.yaml": "57261a72f999", "voice/cremad.yaml": "846a8c7b4a87",
+    "voice/emodb.yaml": "846a8c7b4a87", "voice/ravdess.yaml": "846a8c7b4a87", "voice/tess.yaml": "846a8c7b4a87",
+    "voice/synthetic-voice.yaml": "9a428080b959",
+}
+
+
+def test_shipped_spaces_resolve_to_what_they_searched_before():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "search_spaces"
+    shipped = {str(p.relative_to(root)): load_space(p).space_hash for p in sorted(root.rglob("*.yaml"))}
+    assert shipped == SHIPPED_HASHES
+
+
+def test_face_default_space_expands_its_backbone_list():
+    timm = ("timm/resnet18", "timm/convnext_atto", "timm/mobilenetv3_small_100")
+    params = {p.key: p for p in load_space(builtin_space_path("face")).params}
+    assert params["model.name"].values == ("fer_cnn", *timm)
+    assert params["model.attention"].when == params["model.num_layers"].when == {"model.name": timm}
+    assert params["model.width"].when == {"model.name": ("fer_cnn",)}
+    raf = {p.key: p for p in load_space(builtin_space_path("face", "raf")).params}
+    assert raf["model.name"].values == ("fer_cnn", *timm) and raf["model.attention"].when == {"model.name": timm}
+    ckplus = {p.key: p for p in load_space(builtin_space_path("face", "ckplus")).params}
+    assert ckplus["model.name"].values == ("fer_cnn", "timm/resnet10t") and "model.attention" not in ckplus
