@@ -1,0 +1,79 @@
+"""The numbers a refactor must not change: a small run of the demo sweep's space and the
+benchmark that retrains its winner on every fold, pinned to the values the code gave before the
+structure refactor (issue 14). Change the pin only in a commit that changes numbers on purpose,
+and say so there.
+
+One trial at a time (2 CPUs for Ray, 2 per trial), so Optuna's suggestions and ASHA's decisions do
+not depend on which trial reports first, and each trial's torch uses the same 2 threads."""
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+PIN = Path(__file__).parent / "golden" / "pinned_numbers.json"
+
+
+def pinned_view(record: dict) -> dict:
+    """What the pin compares: the chosen configuration and every number derived from training."""
+    return {
+        "model": record["model"], "fold": record["fold"], "seed": record["seed"],
+        "config": {k: v for k, v in record["config"].items() if k not in ("data.data_root",)},
+        "val": record["val"], "test": record["test"], "checkpoint_epoch": record.get("checkpoint_epoch"),
+        "params": record["params"],
+    }
+
+
+def run_pinned(cache_dir: Path, results: Path) -> dict:
+    import ray
+
+    from bench import api, tune_backend
+
+    if ray.is_initialized():
+        ray.shutdown()
+    tune_backend.connect(None, num_cpus=2)
+    try:
+        space = Path(__file__).parents[1] / "search_spaces" / "face" / "synthetic.yaml"
+        found = api.search("face", "synthetic", space_path=str(space), samples=3, max_epochs=3,
+                           cpus_per_trial=2, name="pinned", cache_dir=str(cache_dir),
+                           results_dir=str(results), verbose=0, estimate=False)
+        retrained = api.benchmark("synthetic", "face", cpus_per_trial=2, cache_dir=str(cache_dir),
+                                  results_dir=str(results), verbose=0)
+    finally:
+        ray.shutdown()
+    return {"search": pinned_view(found.record),
+            "benchmark": sorted((pinned_view(r) for r in retrained), key=lambda r: r["fold"])}
+
+
+def test_demo_sweep_and_benchmark_numbers_are_pinned(tmp_path, cache_dir):
+    got = json.loads(json.dumps(run_pinned(cache_dir, tmp_path / "results")))  # tuples -> lists
+    want = json.loads(PIN.read_text())
+    assert got["search"]["config"] == want["search"]["config"]
+    assert [r["fold"] for r in got["benchmark"]] == [r["fold"] for r in want["benchmark"]]
+    assert _close(got, want)
+
+
+def _close(got, want, path="") -> bool:
+    """Equal structure; floats equal to 1e-9 (the same code on the same kind of CPU gives the same bits)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and got.keys() == want.keys(), f"{path}: keys {sorted(got)} != {sorted(want)}"
+        return all(_close(got[k], want[k], f"{path}.{k}") for k in want)
+    if isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: length"
+        return all(_close(g, w, f"{path}[{i}]") for i, (g, w) in enumerate(zip(got, want)))
+    if isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), f"{path}: {got} != {want}"
+        return True
+    assert got == want, f"{path}: {got!r} != {want!r}"
+    return True
+
+
+if __name__ == "__main__":  # regenerate the pin (only in a commit that changes numbers on purpose)
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "cache"
+        PIN.write_text(json.dumps(run_pinned(cache, Path(tmp) / "results"), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {PIN}")
