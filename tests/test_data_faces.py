@@ -17,7 +17,8 @@ from bench.data.ckplus import CkPlus
 from bench.data.summary import summarize
 from bench.errors import UserError
 
-FACE_DATASETS = ("raf", "fer2013", "ferplus", "ckplus", "jaffe")
+# every registered face-image adapter that reads a native layout (the synthetic faces are generated)
+FACE_DATASETS = tuple(sorted(n for n, c in DATASETS.items() if c.modality == "face" and n != "synthetic"))
 
 
 @pytest.fixture(scope="module")
