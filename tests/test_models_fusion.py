@@ -103,3 +103,29 @@ def test_aggregate_clips_falls_back_to_all_clips():
     assert label == 1
     with pytest.raises(ValueError):
         aggregate_clips(np.zeros((0, 3)), 0.5)
+
+
+def test_a_new_fusion_kind_is_one_registered_class():
+    """What a contributor writes for a new kind (docs/architecture.md): one ``@register_fusion``
+    class; ``model.fusion`` then picks it and the registry-wide contract test covers it."""
+    from fer_models.fusion_kinds import FUSION_KINDS, FusionKind, register_fusion
+
+    @register_fusion("toy_sum")
+    class SumFusion(FusionKind):
+        def build(self, model, visual_dim, voice_dim, *, hidden, attn_heads, dropout, late_weight):
+            model.proj_visual = torch.nn.Linear(visual_dim, hidden)
+            model.proj_voice = torch.nn.Linear(voice_dim, hidden)
+            return hidden
+
+        def features(self, model, x):
+            return model.proj_visual(model.visual.forward_features(x["visual"])) + \
+                model.proj_voice(model.voice.forward_features(x["voice"]))
+
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_fusion("toy_sum")(SumFusion)
+        model = create_model("av_fusion", num_classes=4, fusion="toy_sum", **TINY)
+        out = model(example_inputs(model, batch_size=2))
+        assert out["logits"].shape == (2, 4) and out["features"].shape == (2, TINY["hidden"])
+    finally:
+        del FUSION_KINDS["toy_sum"]
