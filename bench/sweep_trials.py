@@ -2,6 +2,7 @@
 trial's config, per-epoch history and how it ended (completed, stopped early by ASHA, errored)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,19 @@ def read_trials(run_dir: Path) -> list[TrialHistory]:
     from ray.tune import ExperimentAnalysis
     from ray.tune.experiment import Trial
 
+    # Ray warns about every trial it created but never started (no results yet): "no result" here
+    ray_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = ray_log.level
+    ray_log.setLevel(logging.ERROR)
     try:
         analysis = ExperimentAnalysis(str(run_dir))
     except ValueError:  # Ray raises it when the folder holds no experiment state
         return []
+    finally:
+        ray_log.setLevel(level)
     configs = analysis.get_all_configs()
     trials = []
-    for trial in analysis.trials:  # in the order Tune created them
+    for trial in sorted(analysis.trials, key=_creation_index):
         history = _history(analysis.trial_dataframes.get(trial.trial_id))
         max_epochs = configs[trial.trial_id].get("train.max_epochs")
         epochs = 0 if history.empty else int(history["training_iteration"].max())
@@ -73,6 +80,14 @@ def read_trials(run_dir: Path) -> list[TrialHistory]:
             status = COMPLETED
         trials.append(TrialHistory(trial.trial_id, configs[trial.trial_id], history, status, error))
     return trials
+
+
+def _creation_index(trial) -> int:
+    """The trial's number in the order the searcher created it: Tune starts its experiment tag
+    with it (the state file lists trials in another order). Ties in a trial's best score keep
+    this order wherever trials are ranked (benchmark's top configs)."""
+    number = str(trial.experiment_tag).split("_", 1)[0]
+    return int(number) if number.isdigit() else 0
 
 
 def _history(frame: pd.DataFrame | None) -> pd.DataFrame:
