@@ -17,6 +17,7 @@ PIN = Path(__file__).parent / "golden" / "pinned_numbers.json"
 
 def pinned_view(record: dict) -> dict:
     """What the pin compares: the chosen configuration and every number derived from training."""
+    record = record.to_dict() if hasattr(record, "to_dict") else record  # a typed Record or its JSON line
     return {
         "model": record["model"], "fold": record["fold"], "seed": record["seed"],
         "config": {k: v for k, v in record["config"].items() if k not in ("data.data_root",)},
