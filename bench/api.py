@@ -8,14 +8,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.families import Preparation, SearchFamily, get_family
+from bench.results.record import Record
+from bench.results.store import OBJECTIVE_MODES, append_record, load_records, provenance
+from bench.sweep.spaces import SearchSpace, builtin_space_path, load_space
+from bench.training.evaluation import evaluate_checkpoint
+
 from . import paths
 from .data import get_adapter, load_splits
 from .errors import UserError
-from .evaluation import evaluate_checkpoint
-from .families import Preparation, SearchFamily, get_family
-from .record import Record
-from .results import OBJECTIVE_MODES, append_record, load_records, provenance
-from .spaces import SearchSpace, builtin_space_path, load_space
 
 
 @dataclass
@@ -91,8 +92,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     """Check the request, load and resolve the space against the data and the models, and settle
     the Tune settings; a resumed sweep takes its budget and resolution from its first run. Every
     mistake found here stops the command before Ray starts."""
-    from . import feasibility, tune_backend
-    from .budget import parse_duration
+    from bench.sweep import feasibility, tune_backend
+    from bench.sweep.budget import parse_duration
 
     called = time.time()
     if samples is not None and samples < 1:
@@ -174,7 +175,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
 
 def fit_sweep(plan: SweepPlan) -> FittedSweep:
     """Start (or restore) the Tune experiment, run it, and keep the best trial's checkpoint."""
-    from . import tune_backend
+    from bench.sweep import tune_backend
 
     settings, space = plan.settings, plan.space
     start = time.time()
@@ -248,9 +249,9 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> dict:
 
 
 def _print_estimate(space, settings, extra_fixed: dict, cache: Path, root, address):
-    """Print the sweep's expected duration (measured; see ``bench.budget``) and whether it fits
+    """Print the sweep's expected duration (measured; see ``bench.sweep.budget``) and whether it fits
     its time budget; an estimate that cannot be made is said so and never stops the sweep."""
-    from .budget import describe, estimate_sweep
+    from bench.sweep.budget import describe, estimate_sweep
 
     try:
         est = estimate_sweep(space, samples=settings.samples, max_epochs=settings.max_epochs,
@@ -283,7 +284,7 @@ def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:
 
 def _test_fields(adapter, config: dict, test: dict) -> dict:
     """The fields every test-evaluation record shares (search winners and benchmark retrains), by
-    their ``bench.record.Record`` names (also the JSON keys)."""
+    their ``bench.results.record.Record`` names (also the JSON keys)."""
     return {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": adapter.protocol, "fold": config.get("data.fold", 0),
@@ -304,8 +305,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
     leader on another corpus over the shared classes."""
-    from . import benchmark as bm
-    from . import tune_backend
+    from bench.sweep import benchmark as bm
+    from bench.sweep import tune_backend
 
     if top_k < 1 or seeds < 1:
         raise UserError("--top-k and --seeds must be at least 1")
@@ -369,8 +370,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
 def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str | None = None,
               data_root: str | None = None):
     """Re-run one record's configuration, fold and seed and test it once; returns a
-    ``bench.reproduce.Reproduction`` (old and new test metrics, their difference, warnings)."""
-    from .reproduce import reproduce as run_reproduction
+    ``bench.sweep.reproduce.Reproduction`` (old and new test metrics, their difference, warnings)."""
+    from bench.sweep.reproduce import reproduce as run_reproduction
 
     return run_reproduction(load_records(paths.results_dir(results_dir)), record_id,
                             cache_dir=paths.cache_dir(cache_dir), data_root=paths.data_root(data_root))
@@ -379,13 +380,13 @@ def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str 
 def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:
     """Write leaderboard.md, .csv and .html (and plots/) from the records and published.yaml;
     return the Markdown and the files written."""
-    from .outputs import write_leaderboard
+    from bench.reports.outputs import write_leaderboard
 
     return write_leaderboard(paths.results_dir(results_dir))
 
 
 def report(run: str, results_dir: str | None = None) -> list[Path]:
     """Write results/reports/<run>/report.{md,html} for one recorded sweep; return the files."""
-    from .outputs import write_report
+    from bench.reports.outputs import write_report
 
     return write_report(run, paths.results_dir(results_dir))

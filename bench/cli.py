@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .families import DEFAULT_FAMILY, family_names
+from bench.families import DEFAULT_FAMILY, family_names
 
 
 def _positive_int(text: str) -> int:
@@ -213,7 +213,7 @@ def _search(args) -> int:
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
         workers_per_trial=args.workers_per_trial, time_budget=args.time_budget,
     )
-    from .record import as_record
+    from bench.results.record import as_record
 
     r = as_record(result.record)
     budget = r.budget
@@ -262,8 +262,9 @@ def _leaderboard(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from bench.sweep.reproduce import format_text
+
     from . import api
-    from .reproduce import format_text
 
     rep = api.reproduce(args.record_id, results_dir=args.results_dir, cache_dir=args.cache_dir,
                         data_root=args.data_root)
@@ -280,10 +281,11 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
+    from bench.inference.model_ref import resolve_model_ref
+    from bench.inference.predict import Predictor, expand_inputs, media_type, predict
+    from bench.inference.predict_output import format_csv, format_text
+
     from . import paths
-    from .model_ref import resolve_model_ref
-    from .predict import Predictor, expand_inputs, media_type, predict
-    from .predict_output import format_csv, format_text
 
     checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
     files = expand_inputs(args.inputs)
@@ -291,7 +293,7 @@ def _predict(args) -> int:
                           data_root=paths.data_root(args.data_root), fps=args.fps, threshold=args.threshold)
     sink_for = None
     if args.annotate:
-        from .annotate import AnnotatedVideo, annotated_path
+        from bench.inference.annotate import AnnotatedVideo, annotated_path
 
         several = sum(1 for f in files if media_type(f) == "video") > 1
         sink_for = lambda path, video: AnnotatedVideo(annotated_path(args.annotate, path, several),  # noqa: E731
@@ -305,9 +307,10 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
+    from bench.inference.export import PARITY_TOLERANCE, export_onnx
+    from bench.inference.model_ref import resolve_model_ref
+
     from . import paths
-    from .export import PARITY_TOLERANCE, export_onnx
-    from .model_ref import resolve_model_ref
 
     checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
     report = export_onnx(checkpoint, args.onnx, opset=args.opset)

@@ -34,7 +34,7 @@ from .spec import InputSpec
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 2
 MODEL_KEYS = ("format", "model", "model_meta")  # what this module owns in a checkpoint file
-HOW_TO_CONVERT = ("convert it once with `python -c \"from bench.checkpoint import upgrade_checkpoint; "
+HOW_TO_CONVERT = ("convert it once with `python -c \"from bench.training.checkpoint import upgrade_checkpoint; "
                   "upgrade_checkpoint('{folder}')\"`")
 
 

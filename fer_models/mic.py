@@ -9,7 +9,7 @@ through a small CNN and an LSTM to an expression code ``z_E``. The clip's I-fram
 - ``l1``: a decoder rebuilds the apex frame from ``(z_I, z_E)``; ``beta * L1`` makes ``z_E`` keep
   the expression that identity alone cannot explain.
 
-Total loss (bench/tasks.py sums ``aux_losses``): ``CE + alpha * MI + beta * L1``.
+Total loss (bench/training/tasks.py sums ``aux_losses``): ``CE + alpha * MI + beta * L1``.
 
 Input: ``{"residual": B x T x 3 x S x S, "iframe": B x 3 x S x S, "apex": B x 3 x S x S}``;
 with ``input_frames="rgb"`` (the ablation) the sequence is read from ``"rgb"`` instead.

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from bench.benchmark import expand_jobs, source_search_record
 from bench.cli import main
 from bench.errors import UserError
+from bench.sweep.benchmark import expand_jobs, source_search_record
 
 SPACE = """
 schema: 1

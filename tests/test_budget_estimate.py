@@ -2,8 +2,8 @@
 by ASHA's expected epochs, and advice when it does not fit the time budget (no timing asserted)."""
 import pytest
 
-from bench.budget import STARTUP_S, asha_epochs_per_trial, describe, estimate_sweep, format_duration
-from bench.spaces import load_space
+from bench.sweep.budget import STARTUP_S, asha_epochs_per_trial, describe, estimate_sweep, format_duration
+from bench.sweep.spaces import load_space
 
 SPACE = """
 schema: 1

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import fer_models
-from bench.checkpoint import load_checkpoint, save_checkpoint, upgrade_checkpoint
 from bench.data import get_adapter
-from bench.evaluation import load_trained_model
+from bench.training.checkpoint import load_checkpoint, save_checkpoint, upgrade_checkpoint
+from bench.training.evaluation import load_trained_model
 from fer_models.checkpoint import FORMAT_VERSION, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_a_checkpoint_describes_its_model_and_loads_without_a_dataset(tmp_path, 
         raise AssertionError(f"the dataset registry was asked for {name!r}")
 
     monkeypatch.setattr("bench.data.get_adapter", no_registry)
-    monkeypatch.setattr("bench.checkpoint.describe_model", no_registry)
+    monkeypatch.setattr("bench.training.checkpoint.describe_model", no_registry)
     model2, cfg, state = load_trained_model(tmp_path)
     assert state["meta"].class_names == meta.class_names and _same_weights(model2, model)
     x = torch.randn(2, *model.input_spec.input_size)

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import fer_models
-from bench.checkpoint import HEAD_FILE, load_checkpoint, load_estimator
-from bench.classic_trial import tune_clip_threshold
 from bench.errors import UserError
-from bench.evaluation import evaluate_checkpoint, load_trained_model
-from bench.trainable import run_trial
+from bench.training.checkpoint import HEAD_FILE, load_checkpoint, load_estimator
+from bench.training.classic_trial import tune_clip_threshold
+from bench.training.evaluation import evaluate_checkpoint, load_trained_model
+from bench.training.trainable import run_trial
 
 # frames=600 covers every synthetic utterance, so the dataset's centre crop and predict's one
 # window hold the same frames (both pad with silence around the whole utterance)
@@ -84,7 +84,7 @@ def test_malformed_head_config_is_one_sentence_naming_the_key(cache_dir):
 
 def test_predict_gives_the_probabilities_evaluation_gives(svm_trial, cache_dir):
     from bench.data import create_dataset, load_splits
-    from bench.predict import Predictor, predict_audio
+    from bench.inference.predict import Predictor, predict_audio
 
     folder, _ = svm_trial
     model, cfg, _ = load_trained_model(folder)
@@ -104,7 +104,7 @@ def test_export_onnx_of_a_classic_head_matches_scikit_learn(svm_trial, tmp_path)
     pytest.importorskip("onnxruntime")
     import onnxruntime as ort
 
-    from bench.export import PARITY_TOLERANCE, export_onnx
+    from bench.inference.export import PARITY_TOLERANCE, export_onnx
 
     folder, _ = svm_trial
     report = export_onnx(folder, tmp_path / "svm.onnx")
@@ -123,10 +123,10 @@ FUSION = {"model.name": "av_fusion", "model.fusion": "early", "model.visual": "f
 
 
 def test_fusion_svm_head_reports_the_svms_metrics_and_predicts_and_exports(tmp_path, cache_dir):
-    from bench.engine import evaluate
-    from bench.export import export_onnx
-    from bench.predict import Predictor
-    from bench.tasks import create_task
+    from bench.inference.export import export_onnx
+    from bench.inference.predict import Predictor
+    from bench.training.engine import evaluate
+    from bench.training.tasks import create_task
     from fer_models.fusion import SVMHeadModel
 
     folder, reports = tmp_path / "svm", []
@@ -164,7 +164,7 @@ def test_clip_threshold_prefers_confident_frames_when_they_are_right():
 
 def test_clip_threshold_is_chosen_on_validation_stored_and_read_by_predict(tmp_path_factory, cache_dir):
     from bench.data.ckplus import CkPlus
-    from bench.predict import Predictor
+    from bench.inference.predict import Predictor
 
     root = CkPlus.make_fake_ck48(tmp_path_factory.mktemp("ck48"))  # 3 frames per sequence share clip_id
     folder, reports = tmp_path_factory.mktemp("models") / "ck", []
@@ -202,8 +202,8 @@ def empty_encoder_env(tmp_path, monkeypatch):
 
 def test_voice_clip_threshold_is_tuned_on_the_windows_predict_cuts(tmp_path, cache_dir):
     from bench.data import load_splits
-    from bench.metrics import classification_metrics
-    from bench.predict import Predictor, predict_audio
+    from bench.inference.predict import Predictor, predict_audio
+    from bench.training.metrics import classification_metrics
 
     # 32-frame windows: every synthetic utterance is cut into several, as predict cuts a file
     config = {"model.name": "voice_cnn1d", "model.frames": 32, "model.width": 16, "data.dataset": "synthetic-voice",

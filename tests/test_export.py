@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import fer_models
-from bench.checkpoint import save_checkpoint
 from bench.cli import main
 from bench.errors import UserError
-from bench.export import PARITY_TOLERANCE, export_onnx
+from bench.inference.export import PARITY_TOLERANCE, export_onnx
+from bench.training.checkpoint import save_checkpoint
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
 

@@ -14,7 +14,7 @@ from bench.cli import main
 from bench.data import DATASETS
 from bench.errors import UserError
 from bench.families import FAMILIES, SearchFamily, get_family, register_family
-from bench.spaces import builtin_space_path, load_space
+from bench.sweep.spaces import builtin_space_path, load_space
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

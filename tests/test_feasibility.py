@@ -1,5 +1,5 @@
 """No infeasible trial is ever sampled: a space is resolved against the dataset and each model
-before Ray starts (bench.feasibility), and every configuration the resolved space can sample
+before Ray starts (bench.sweep.feasibility), and every configuration the resolved space can sample
 builds its model and its data."""
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import optuna
 import pytest
 import torch
 
-from bench import feasibility
 from bench.cli import main
 from bench.data import DATASETS, get_adapter, load_splits
 from bench.data.ckplus import CkPlus
 from bench.errors import UserError
-from bench.spaces import builtin_space_path, load_space
-from bench.spec import TrialConfig
-from bench.trainable import build_parts
+from bench.sweep import feasibility
+from bench.sweep.spaces import builtin_space_path, load_space
+from bench.training.config import TrialConfig
+from bench.training.trainable import build_parts
 
 FACE_LAYOUTS = sorted(n for n, cls in DATASETS.items() if cls.modality == "face") + ["ckplus-48"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.outputs import write_leaderboard
+from bench.reports.outputs import write_leaderboard
 
 GOLDEN = Path(__file__).parent / "golden"
 

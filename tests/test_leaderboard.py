@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bench.leaderboard import build_leaderboard, build_rows, to_csv, to_html, to_markdown
-from bench.results import append_record, best_record, find_record, load_records, record_id
+from bench.reports.leaderboard import build_leaderboard, build_rows, to_csv, to_html, to_markdown
+from bench.results.store import append_record, best_record, find_record, load_records, record_id
 
 
 def record(model, uar, seed=0, fold=0, selection="val", lr=0.01):

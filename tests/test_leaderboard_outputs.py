@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import leaderboard as lb
 from bench.errors import UserError
-from bench.outputs import write_leaderboard
-from bench.plots import pareto_front
-from bench.published import load_published
-from bench.results import load_records
+from bench.reports import leaderboard as lb
+from bench.reports.outputs import write_leaderboard
+from bench.reports.plots import pareto_front
+from bench.reports.published import load_published
+from bench.results.store import load_records
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.metrics import classification_metrics, confusion_matrix
+from bench.training.metrics import classification_metrics, confusion_matrix
 
 
 def test_confusion_matrix_rows_are_truth():

@@ -47,7 +47,7 @@ def test_late_fusion_logits_are_log_mixed_probabilities():
 
 
 def test_encoders_load_from_a_bench_checkpoint_and_freeze(tmp_path):
-    from bench.checkpoint import save_checkpoint
+    from bench.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     trained = create_model("fer_cnn", num_classes=6, image_size=32, hidden=24).eval()

@@ -64,7 +64,7 @@ def test_mine_is_near_zero_for_independent_gaussians():
 
 
 def _classification():
-    from bench.tasks import Classification
+    from bench.training.tasks import Classification
 
     return Classification()
 

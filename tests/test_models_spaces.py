@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.spaces import builtin_space_path, load_space
+from bench.sweep.spaces import builtin_space_path, load_space
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 ZOO_SPACES = sorted(str(p.relative_to(SPACES)) for p in SPACES.rglob("*.yaml"))  # every shipped space
@@ -92,7 +92,7 @@ def media_cache(tmp_path_factory):
 @pytest.mark.parametrize("modality,dataset", SMOKE)
 def test_one_epoch_of_a_sampled_config(modality, dataset, media_cache):
     from bench.data import DATASETS
-    from bench.trainable import run_trial
+    from bench.training.trainable import run_trial
 
     if dataset not in DATASETS:
         pytest.skip(f"dataset {dataset!r} is not registered yet")

@@ -5,7 +5,7 @@ import pytest
 from bench.api import parse_objectives
 from bench.cli import main
 from bench.errors import UserError
-from bench.tune_backend import pareto_front
+from bench.sweep.tune_backend import pareto_front
 
 SPACE = """
 schema: 1
@@ -27,7 +27,7 @@ def test_pareto_front_keeps_only_undominated_points():
 
 
 def test_objectives_must_start_with_the_validation_metric(tmp_path):
-    from bench.spaces import builtin_space_path, load_space
+    from bench.sweep.spaces import builtin_space_path, load_space
 
     space = load_space(builtin_space_path("face"))
     assert parse_objectives("val/uar,latency_ms", space) == (("latency_ms", "min"),)

@@ -29,7 +29,8 @@ def pinned_view(record: dict) -> dict:
 def run_pinned(cache_dir: Path, results: Path) -> dict:
     import ray
 
-    from bench import api, tune_backend
+    from bench import api
+    from bench.sweep import tune_backend
 
     if ray.is_initialized():
         ray.shutdown()

@@ -12,11 +12,11 @@ import pytest
 
 from bench.cli import main
 from bench.errors import UserError
-from bench.model_ref import resolve_model_ref
-from bench.predict import Predictor, expand_inputs, predict, predict_file
-from bench.predict_output import format_csv
-from bench.results import append_record
-from bench.trainable import run_trial
+from bench.inference.model_ref import resolve_model_ref
+from bench.inference.predict import Predictor, expand_inputs, predict, predict_file
+from bench.inference.predict_output import format_csv
+from bench.results.store import append_record
+from bench.training.trainable import run_trial
 
 TINY = {"model.name": "fer_cnn", "data.dataset": "synthetic", "data.image_size": 32,
         "train.batch_size": 64, "optim.lr": 3e-3, "train.max_epochs": 1}
@@ -91,7 +91,7 @@ def test_videos_sample_frames_and_label_the_clip(predictor, media):
 def test_annotated_copy_has_every_frame_and_boxes_drawn(predictor, media, tmp_path):
     import av
 
-    from bench.annotate import AnnotatedVideo
+    from bench.inference.annotate import AnnotatedVideo
 
     out = tmp_path / "annotated.mp4"
     result = predict(predictor, [media / "single_face.mp4"],

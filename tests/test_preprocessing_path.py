@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import fer_models
-from bench.checkpoint import save_checkpoint
 from bench.data import create_dataset, get_adapter, load_splits, synthetic_voice
-from bench.predict import Face, Predictor, predict_file, read_image
+from bench.inference.predict import Face, Predictor, predict_file, read_image
+from bench.training.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

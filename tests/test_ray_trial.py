@@ -3,11 +3,11 @@ RunConfig builder and best-epoch rule, without starting Ray."""
 import pandas as pd
 import pytest
 
-from bench import trainable
 from bench.errors import UserError
-from bench.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, RaySession, run_reported_trial
-from bench.sweep_trials import TrialHistory, best_row
-from bench.tune_backend import SweepSettings, run_config
+from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, RaySession, run_reported_trial
+from bench.sweep.trials import TrialHistory, best_row
+from bench.sweep.tune_backend import SweepSettings, run_config
+from bench.training import trainable
 
 
 class FakeCheckpoint(str):

@@ -5,13 +5,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fer_models
-from bench.checkpoint import load_checkpoint
 from bench.data.tensors import FaceRecipe, TensorFaceDataset
-from bench.engine import evaluate
 from bench.errors import UserError
-from bench.spec import TrialConfig
-from bench.tasks import Classification
-from bench.trainable import SeededMixup, run_trial
+from bench.training.checkpoint import load_checkpoint
+from bench.training.config import TrialConfig
+from bench.training.engine import evaluate
+from bench.training.tasks import Classification
+from bench.training.trainable import SeededMixup, run_trial
 
 
 def _faces(n=16, channels=1, size=48):
@@ -85,7 +85,7 @@ def test_ema_weights_differ_from_the_trained_ones_and_are_what_the_checkpoint_ho
     assert ema.keys() == raw.keys()
     assert any(not torch.equal(ema[k], raw[k]) for k in ema if ema[k].is_floating_point())
     # validation scored the EMA weights: reloading "model" reproduces the reported val/uar
-    from bench.trainable import build_parts
+    from bench.training.trainable import build_parts
 
     parts = build_parts(TrialConfig.from_flat({**TINY, "train.ema": True}), cache_dir)
     parts.model.load_state_dict(ema)
@@ -133,7 +133,7 @@ def test_tta_averages_the_mirrored_pass():
         tta = evaluate(model, loader, task, tta=True)["loss"]
         assert (plain != pytest.approx(tta)) is differs
     # on an asymmetric input, the TTA logits are the mean of the image's and its mirror's
-    from bench.engine import forward_tta
+    from bench.training.engine import forward_tta
 
     out = forward_tta(model, asymmetric, tta=True)["logits"]
     expected = (model(asymmetric)["logits"] + model(asymmetric.flip(-1))["logits"]) / 2
@@ -143,7 +143,7 @@ def test_tta_averages_the_mirrored_pass():
 def test_a_real_model_gives_different_logits_with_tta():
     torch.manual_seed(0)
     model = fer_models.create_model("fer_cnn", num_classes=3, image_size=16).eval()
-    from bench.engine import forward_tta
+    from bench.training.engine import forward_tta
 
     x = torch.randn(4, 1, 16, 16)
     assert not torch.allclose(forward_tta(model, x)["logits"], forward_tta(model, x, tta=True)["logits"])

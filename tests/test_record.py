@@ -4,8 +4,8 @@ import json
 import pytest
 
 from bench.errors import UserError
-from bench.record import SCHEMA_VERSION, Record
-from bench.results import append_record, best_record, load_records, record_id
+from bench.results.record import SCHEMA_VERSION, Record
+from bench.results.store import append_record, best_record, load_records, record_id
 
 # a sweep record as fer-bench wrote them before records had a schema_version (and objective_mode)
 UNVERSIONED = {"kind": "search", "dataset": "synthetic", "modality": "face", "run": "old", "model": "fer_cnn",

@@ -10,10 +10,10 @@ import torch
 from bench.api import _test_fields
 from bench.cli import main
 from bench.data import get_adapter
-from bench.evaluation import evaluate_checkpoint
-from bench.reproduce import provenance_warnings
-from bench.results import append_record, provenance
-from bench.trainable import run_trial
+from bench.results.store import append_record, provenance
+from bench.sweep.reproduce import provenance_warnings
+from bench.training.evaluation import evaluate_checkpoint
+from bench.training.trainable import run_trial
 
 # two epochs, the first one kept (as if it had the best validation score): the re-run must stop at
 # the recorded epoch, not simply train to the end

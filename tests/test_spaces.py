@@ -2,7 +2,7 @@ import optuna
 import pytest
 
 from bench.errors import UserError
-from bench.spaces import builtin_space_path, load_space
+from bench.sweep.spaces import builtin_space_path, load_space
 
 VALID = """
 schema: 1
@@ -113,7 +113,7 @@ def test_builtin_spaces_and_dataset_override_load():
 
 
 def test_time_budget_in_a_space_and_durations(tmp_path):
-    from bench.budget import asha_epochs_per_trial, parse_duration
+    from bench.sweep.budget import asha_epochs_per_trial, parse_duration
 
     assert [parse_duration(t) for t in ("90", "90s", "30m", "2h", "1h30m", "1.5m")] == [90, 90, 1800, 7200, 5400, 90]
     space = load_space(write(tmp_path, VALID.replace("max_epochs: 3}", "max_epochs: 3, time_budget: 20m}")))

@@ -1,7 +1,7 @@
 import pytest
 
 from bench.errors import UserError
-from bench.spec import TrialConfig
+from bench.training.config import TrialConfig
 
 
 def test_flat_round_trip_keeps_model_kwargs():

@@ -5,10 +5,10 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import fer_models
-from bench.checkpoint import load_checkpoint
-from bench.engine import NonFiniteLossError, evaluate, train_one_epoch
-from bench.tasks import Classification, class_weights_from_labels
-from bench.trainable import run_trial
+from bench.training.checkpoint import load_checkpoint
+from bench.training.engine import NonFiniteLossError, evaluate, train_one_epoch
+from bench.training.tasks import Classification, class_weights_from_labels
+from bench.training.trainable import run_trial
 
 TINY = {"model.name": "fer_cnn", "data.dataset": "synthetic", "data.image_size": 32,
         "train.batch_size": 64, "optim.lr": 3e-3, "train.max_epochs": 3}

@@ -151,9 +151,9 @@ def test_speaker_normalisation_uses_each_speakers_own_statistics():
 
 
 def test_default_voice_spaces_drop_encoders_whose_weights_are_absent(tess, tmp_path, empty_hub):
-    from bench import feasibility
     from bench.data import load_splits
-    from bench.spaces import builtin_space_path, load_space
+    from bench.sweep import feasibility
+    from bench.sweep.spaces import builtin_space_path, load_space
 
     adapter, indexed, _ = load_splits("tess", 0, tess, tmp_path)
     context = feasibility.Context("voice", adapter, indexed.samples)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.sweep.feasibility import register_check
 from fer_models import InputSpec
 
 from ..errors import UserError
-from ..feasibility import register_check
 from .base import DatasetAdapter, Sample, Skipped
 from .prep import audio as audio_prep
 from .prep import video as video_prep

@@ -1,7 +1,7 @@
 """One preprocessing path: from a model's ``InputSpec`` to the transform that turns cached arrays
 (aligned face crops, voice features, video streams) into the tensors the model reads.
 
-``create_dataset`` (training and evaluation) and ``bench.predict.Predictor`` build the transform with
+``create_dataset`` (training and evaluation) and ``bench.inference.predict.Predictor`` build the transform with
 ``eval_transform(spec)``, so a model sees at predict time what it saw in training. Statistics a
 transform needs (voice standardisation, motion-stream scales) are fitted on the fold's training
 split with ``fit``. Train-time augmentation is not here: the datasets add it on top, in training only.

@@ -17,12 +17,12 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 import fer_models
+from bench.training.engine import evaluate
+from bench.training.tasks import Classification
+from bench.training.trainable import seed_everything
 
 from ..data import create_dataset, get_adapter
-from ..engine import evaluate
 from ..paths import cache_dir as default_cache
-from ..tasks import Classification
-from ..trainable import seed_everything
 
 
 def run_fold(dataset: str, fold: int, *, data_root: str | None, cache_dir: Path, image_size: int = 48,

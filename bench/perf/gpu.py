@@ -1,4 +1,4 @@
-"""``gpu``: where a CUDA device is present, training throughput through ``bench.engine`` with
+"""``gpu``: where a CUDA device is present, training throughput through ``bench.training.engine`` with
 AMP, channels_last and ``torch.compile`` switched on in turn; several trials sharing one GPU
 (as ``--gpus-per-trial`` fractions do) against one alone; the engine against a bare loop on the
 GPU (where per-step host syncs cost most); and timm's published training figure for the same
@@ -52,8 +52,8 @@ def engine_rate(name: str, image_size: int, batch_size: int, steps: int, repeats
                 channels_last: bool, compile: bool = False, optimizer: str = "adamw", bf16: bool = False) -> float:
     """Median images/s of ``train_one_epoch`` over ``steps`` batches kept on the GPU (``bf16``:
     bfloat16 autocast without a loss scaler instead of the engine's float16 + GradScaler)."""
-    from ..engine import grad_scaler, train_one_epoch
-    from ..tasks import Classification
+    from bench.training.engine import grad_scaler, train_one_epoch
+    from bench.training.tasks import Classification
 
     torch.manual_seed(0)
     net = _model(name, channels_last)
@@ -83,8 +83,8 @@ def _trial_worker(settings: dict, barrier, results) -> None:
     """One of several trials sharing the GPU: warm up, start together, time fixed steps."""
     s = settings
     rate_steps = s["trial_steps"]
-    from ..engine import grad_scaler, train_one_epoch
-    from ..tasks import Classification
+    from bench.training.engine import grad_scaler, train_one_epoch
+    from bench.training.tasks import Classification
 
     torch.set_num_threads(1)
     net = _model(s["model"], True)
@@ -117,7 +117,7 @@ def shared_gpu_rate(settings: dict, trials: int) -> float:
 
 
 def run(size: str) -> dict:
-    from ..engine import autocast_dtype
+    from bench.training.engine import autocast_dtype
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device: AMP, channels_last, torch.compile and shared-GPU trials need one"}

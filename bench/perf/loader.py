@@ -20,9 +20,9 @@ SETTINGS = {
 
 
 def run(size: str, cache_dir: Path) -> dict:
-    from ..engine import train_one_epoch
-    from ..spec import TrialConfig
-    from ..trainable import build_parts, seed_everything
+    from bench.training.config import TrialConfig
+    from bench.training.engine import train_one_epoch
+    from bench.training.trainable import build_parts, seed_everything
 
     s = SETTINGS[size]
     cfg = TrialConfig.from_flat(s["config"])

@@ -1,7 +1,7 @@
 """``ray_trial_overhead``: wall time of N fixed trials through Ray Tune
 (``tune_backend.run_fixed_configs``: the sweep's trainable, resources, per-epoch reports and
 checkpoints, FIFO, no searcher) over the same trials run directly with
-``bench.trainable.run_trial`` in a pool of as many processes as Ray runs trials at once, one
+``bench.training.trainable.run_trial`` in a pool of as many processes as Ray runs trials at once, one
 thread each. Ray's one-off cluster start (``ray.init``) is outside the timed part and reported
 separately as ``ray_init_s``; the direct side's process-pool start is inside its timed part."""
 from __future__ import annotations
@@ -34,7 +34,7 @@ def fixed_configs(size: str) -> list[dict]:
 
 def _direct_trial(config: dict, cache_dir: str) -> float:
     """Seconds spent in epochs (what Ray reports as time_this_iter_s), for the split below."""
-    from ..trainable import run_trial
+    from bench.training.trainable import run_trial
 
     epoch_s = []
     run_trial(config, cache_dir=cache_dir, report=lambda metrics, _dir: epoch_s.append(metrics["epoch_s"]))
@@ -54,7 +54,7 @@ def run_ray(configs: list[dict], cache_dir: Path, concurrency: int) -> tuple[flo
     local Ray with ``concurrency`` CPUs."""
     import ray
 
-    from .. import tune_backend
+    from bench.sweep import tune_backend
 
     start = time.perf_counter()
     tune_backend.connect(None, num_cpus=concurrency)

@@ -1,7 +1,7 @@
 """Measured learning curves, replayed: what ``perf asha`` and ``perf search`` share.
 
 - **Measured once**: every configuration of a small grid over the demo space's axes is trained
-  with the real ``bench.trainable.run_trial``; each epoch's ``val/uar`` and ``epoch_s`` (seconds
+  with the real ``bench.training.trainable.run_trial``; each epoch's ``val/uar`` and ``epoch_s`` (seconds
   of one trial on one core: device-seconds) are cached in
   ``<cache>/perf/curves-<key>.json``. The key hashes the grid, the training code
   (``CODE_PATHS``), the data the configurations train on (sample ids, labels, subjects and
@@ -37,8 +37,7 @@ from .common import machine, one_thread_worker_init, perf_cache
 
 REPO = Path(__file__).resolve().parents[2]
 # What a curve depends on besides its configuration: the training loop and everything it builds.
-CODE_PATHS = ("bench/trainable.py", "bench/engine.py", "bench/tasks.py", "bench/spec.py", "bench/checkpoint.py",
-              "bench/classic_trial.py", "bench/metrics.py", "bench/data", "fer_models")
+CODE_PATHS = ("bench/training", "bench/data", "fer_models")
 # Seconds per epoch of the demo's model (fer_cnn, 48 px) in one of two processes on a 2-core VM
 # (the issue's 96 x 12 grid took about an hour there); only for the estimate printed beforehand.
 EPOCH_SECONDS_ESTIMATE = {48: 6.0, 16: 1.0}
@@ -115,7 +114,7 @@ def estimate_seconds(grid: dict, workers: int = 2) -> float:
 
 
 def _curve(config: dict, cache_dir: str) -> dict:
-    from ..trainable import run_trial
+    from bench.training.trainable import run_trial
 
     out: dict = {"val_uar": [], "epoch_s": []}
 
@@ -251,7 +250,7 @@ class Trace:
 
 
 def demo_space():
-    from ..spaces import builtin_space_path, load_space
+    from bench.sweep.spaces import builtin_space_path, load_space
 
     return load_space(builtin_space_path("face", "synthetic"))
 

@@ -1,4 +1,4 @@
-"""``trainer_vs_bare``: ``bench.engine.train_one_epoch`` (Classification task) against a bare
+"""``trainer_vs_bare``: ``bench.training.engine.train_one_epoch`` (Classification task) against a bare
 PyTorch loop (``model(x)`` -> ``F.cross_entropy`` -> ``backward`` -> ``step``) on the same model,
 batch and in-memory batches; interleaved repeats, ratio of the median throughputs."""
 from __future__ import annotations
@@ -43,9 +43,8 @@ def compare(model_name: str, image_size: int, batch_size: int, batches: int, rep
             device: str = "cpu", **engine_kwargs) -> dict:
     """Samples/s of the engine and of the bare loop, each on its own copy of one model."""
     import fer_models
-
-    from ..engine import train_one_epoch
-    from ..tasks import Classification
+    from bench.training.engine import train_one_epoch
+    from bench.training.tasks import Classification
 
     torch.manual_seed(0)
     base = fer_models.create_model(model_name, num_classes=7, image_size=image_size).to(device)

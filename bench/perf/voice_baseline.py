@@ -28,7 +28,7 @@ def run_fold(dataset: str, fold: int, features: str, speaker_norm: bool, data_ro
     from sklearn.svm import SVC
 
     from bench.data import create_dataset
-    from bench.metrics import classification_metrics
+    from bench.training.metrics import classification_metrics
     from fer_models.voice_features import feature_spec
 
     spec = feature_spec(features, speaker_norm=speaker_norm)

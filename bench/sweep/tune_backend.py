@@ -1,0 +1,368 @@
+"""The sweep's Ray Tune side: settings, connecting to Ray, the Tuner (searcher, scheduler, one
+``run_config``), restore, benchmark grids, and turning a ResultGrid into an outcome (``best_row``
+picks every best epoch). Trials run in ``ray_trial`` (single-process) and ``ddp`` (multi-worker)."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import UserError
+from bench.sweep.ddp import ddp_concurrency, fer_ddp_trial
+from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
+from bench.sweep.spaces import SearchSpace
+from bench.sweep.trials import best_row
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    name: str
+    storage: str
+    samples: int
+    max_epochs: int
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    seed: int = 0
+    max_failures: int = 2
+    verbose: int = 1
+    # Fault injection for tests and drills: while this file exists, every trial fails at its next
+    # epoch boundary (DESIGN: marker-file fault injection, then resume with resume_errored).
+    fault_marker: str | None = None
+    # More objectives after the space's own, e.g. (("latency_ms", "min"),): Optuna then searches
+    # for the Pareto front; ASHA and checkpoint ranking keep using the first objective.
+    extra_objectives: tuple[tuple[str, str], ...] = ()
+    # >1: each trial is a Ray Train TorchTrainer run (DistributedDataParallel) over this many
+    # workers, each with cpus_per_trial CPUs and gpus_per_trial GPUs.
+    workers_per_trial: int = 1
+    metric: str = "val/uar"
+    mode: str = "max"
+    # Ray Tune's time_budget_s: the sweep stops (cleanly, trials keep their last checkpoint) after it
+    time_budget_s: float | None = None
+
+    @property
+    def objectives(self) -> tuple[tuple[str, str], ...]:
+        return ((self.metric, self.mode), *self.extra_objectives)
+
+
+def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Start a local Ray instance, or join the cluster at ``address`` (HOST:PORT).
+
+    ``dashboard`` starts Ray's dashboard (bound to 127.0.0.1): Ray Train needs its state API to
+    release the workers of a multi-worker trial that ASHA stopped."""
+    import ray
+
+    if ray.is_initialized():
+        if not dashboard or _has_dashboard():
+            return
+        # an earlier sweep in this process started Ray without the dashboard DDP trials need
+        ray.shutdown()
+    # Quiet Ray's own chatter; the sweep's progress table is printed by Tune's reporter.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # The classic reporter: a table with our columns (the newer one ignores progress_reporter).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # One checkpoint per epoch is the design (resume loses at most an epoch); Tune warns about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    kwargs = dict(include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
+                  logging_level="WARNING")
+    if address:
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError or auth errors
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = (" The cluster uses token authentication: set RAY_AUTH_MODE=token."
+                    if "auth" in msg.lower() or "token" in msg.lower() else "")
+            raise UserError(f"cannot join the Ray cluster at {address!r}: {msg}.{hint}") from None
+    else:
+        # "local": always a fresh instance; a bare ray.init() would attach to any Ray already
+        # running on this machine (another user's sweep) and share its CPUs
+        ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def _has_dashboard() -> bool:
+    try:
+        from ray._private.worker import get_dashboard_url  # no public accessor exists
+
+        return bool(get_dashboard_url())
+    except Exception:
+        return False
+
+
+def _check_reachable(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address must be HOST:PORT (e.g. 127.0.0.1:6379), got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise UserError(f"no Ray cluster answers at {address!r} ({exc.strerror or exc}); "
+                        f"start one with `ray start --head --port {port}` or fix --address") from None
+
+
+def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str | None):
+    from ray import tune
+
+    common = dict(cache_dir=str(cache_dir), data_root=data_root, threads=max(1, int(settings.cpus_per_trial)),
+                  fault_marker=settings.fault_marker, objectives=settings.objectives)
+    if settings.workers_per_trial > 1:
+        # the trial itself only coordinates; its TorchTrainer asks for the workers' resources
+        trainable = tune.with_parameters(fer_ddp_trial, settings=settings, **common)
+        return tune.with_resources(trainable, {"cpu": 0, "memory": 1})  # a bundle may not be empty
+    trainable = tune.with_parameters(fer_trial, **common)
+    return tune.with_resources(trainable, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+
+
+def _reporter(space: SearchSpace):
+    """A compact table: the searched hyperparameters and the validation metrics, every 30 s."""
+    from ray import tune
+
+    return tune.CLIReporter(
+        metric_columns={"epoch": "ep", "train/loss": "train loss", "val/accuracy": "val acc",
+                        space.metric: space.metric.replace("val/", "val ")},
+        # conditional params are absent from some configs, which the reporter cannot show
+        parameter_columns={p.key: p.key.split(".", 1)[1] for p in space.params if not p.when},
+        max_report_frequency=30, max_progress_rows=30, sort_by_metric=True,
+        metric=space.metric, mode=space.mode,
+    )
+
+
+def run_config(settings: SweepSettings, metric: str, mode: str, *, ray_train: bool = False, **more):
+    """The RunConfig of every Ray run of a sweep (the Tuner's, a benchmark grid's, a multi-worker
+    trial's Train run): its storage, ``settings.max_failures`` retries of a fault, and one kept
+    checkpoint per trial, the best on ``metric``. ``ray_train`` builds Ray Train's class (a
+    TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter)."""
+    from ray import train, tune
+
+    library = train if ray_train else tune  # Tune subclasses Train's classes and warns about the other's
+    fields = dict(
+        name=settings.name,
+        storage_path=settings.storage,
+        failure_config=library.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=library.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                   checkpoint_score_order=mode),
+    )
+    return library.RunConfig(**{**fields, **more})
+
+
+def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
+                data_root: str | None, extra_fixed: dict):
+    import optuna
+    from optuna.samplers import RandomSampler, TPESampler
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table already reports each trial
+    seed = space.searcher.get("seed", 0) + settings.seed
+    if space.searcher["sampler"] == "random":
+        sampler = RandomSampler(seed=seed)
+    else:
+        startup = space.searcher.get("n_startup_trials", max(2, min(10, settings.samples // 3)))
+        sampler = TPESampler(seed=seed, n_startup_trials=startup)
+    # define-by-run spaces need metric/mode on the searcher itself (Tune cannot set them later),
+    # so the scheduler gets them too and TuneConfig none.
+    metrics = [space.metric] + [m for m, _ in settings.extra_objectives]
+    modes = [space.mode] + [m for _, m in settings.extra_objectives]
+    searcher = OptunaSearch(space=space.define_by_run(extra_fixed), sampler=sampler,
+                            metric=metrics if len(metrics) > 1 else metrics[0],
+                            mode=modes if len(modes) > 1 else modes[0])
+    if space.scheduler["name"] == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=settings.max_epochs,
+            grace_period=min(space.scheduler["grace_period"], settings.max_epochs),
+            reduction_factor=space.scheduler["reduction_factor"],
+        )
+    else:
+        scheduler = FIFOScheduler()
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples,
+                                  max_concurrent_trials=ddp_concurrency(settings),
+                                  reuse_actors=_reuse_actors(settings), time_budget_s=settings.time_budget_s)
+    return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root), tune_config=tune_config,
+                      run_config=run_config(settings, space.metric, space.mode, verbose=settings.verbose,
+                                            progress_reporter=_reporter(space)))
+
+
+def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None):
+    """Continue a sweep: finished trials stay, unfinished and errored ones resume from their last
+    checkpoint, and the pickled Optuna searcher carries on the same study."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(path):
+        raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
+    return tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root),
+                              resume_errored=True)
+
+
+SWEEP_META = "fer-bench-sweep.json"
+
+
+def _filesystem(path: str):
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (pyarrow.fs.LocalFileSystem(), path)
+
+
+def write_sweep_meta(run_path: str, meta: dict) -> None:
+    """What a resume must match (space hash) or reuse (budget), beside Ray's own state."""
+    import json
+
+    fs, path = _filesystem(run_path)
+    fs.create_dir(path, recursive=True)
+    with fs.open_output_stream(f"{path}/{SWEEP_META}") as f:
+        f.write(json.dumps(meta, indent=2, default=str).encode())
+
+
+def read_sweep_meta(run_path: str) -> dict | None:
+    import json
+
+    import pyarrow.fs
+
+    fs, path = _filesystem(run_path)
+    info = fs.get_file_info(f"{path}/{SWEEP_META}")
+    if info.type == pyarrow.fs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(f"{path}/{SWEEP_META}") as f:
+        return json.loads(f.read().decode())
+
+
+@dataclass
+class FixedRun:
+    config: dict
+    checkpoint: str | None  # local copy of the best-on-validation checkpoint
+    val: dict
+    epochs: int
+    seconds: float
+    error: str | None
+
+
+def _reuse_actors(settings: SweepSettings) -> bool:
+    """Run the next trial in a finished trial's process: a fresh actor imports torch and the zoo
+    again (~3 s on 2 cores, measured by ``fer-bench perf ray``), longer than an epoch of a small
+    model. ``run_trial`` reseeds everything and sets its threads, so nothing leaks between trials.
+    DDP trials keep fresh coordinators: their workers are Ray Train's own actors."""
+    return settings.workers_per_trial <= 1
+
+
+def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: str, mode: str,
+                      cache_dir: Path, data_root: str | None, keep_dir: Path) -> list[FixedRun]:
+    """Train each full config once, in parallel across the cluster (a grid, no searcher, no early
+    stopping); keep each run's best-on-validation checkpoint under ``keep_dir/<i>``."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        _wrapped_trainable(settings, cache_dir, data_root),
+        param_space={FIXED_JOB_KEY: tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=_reuse_actors(settings)),
+        run_config=run_config(settings, metric, mode, verbose=settings.verbose),
+    )
+    runs = []
+    for index, result in enumerate(tuner.fit()):
+        config = result.config[FIXED_JOB_KEY]
+        frame = result.metrics_dataframe
+        if result.error is not None or frame is None or metric not in frame or _config_error(result):
+            runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error) or _config_error(result)))
+            continue
+        best = best_row(frame, metric, mode)
+        checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
+        runs.append(FixedRun(
+            config, checkpoint.to_directory(str(Path(keep_dir) / str(index))),
+            {k.split("/", 1)[1]: float(best[k]) for k in best.index if k.startswith("val/")},
+            int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
+        ))
+    return runs
+
+
+def _config_error(result) -> str | None:
+    """The configuration error a trial reported (``config_error_result``), if any."""
+    frame = result.metrics_dataframe
+    if frame is None or CONFIG_ERROR not in frame:
+        return None
+    errors = frame[CONFIG_ERROR].dropna()
+    return str(errors.iloc[-1]) if len(errors) else None
+
+
+def _error_line(error) -> str | None:
+    if error is None:
+        return None
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
+@dataclass
+class SweepOutcome:
+    best_config: dict
+    best_checkpoint: str
+    best_val: dict
+    trials: int
+    errored: int
+    epochs: int
+    trial_seconds: float
+    errors: list[str]
+    pareto: list[dict] = field(default_factory=list)
+
+
+def pareto_front(points: list[dict], objectives: list[tuple[str, str]]) -> list[dict]:
+    """The points no other point beats on every objective (and strictly on one)."""
+    def better_or_equal(a, b, metric, mode):
+        return a[metric] >= b[metric] if mode == "max" else a[metric] <= b[metric]
+
+    def dominates(a, b):
+        return (all(better_or_equal(a, b, m, d) for m, d in objectives)
+                and any(a[m] != b[m] for m, _ in objectives))
+
+    return [p for p in points if not any(dominates(q, p) for q in points if q is not p)]
+
+
+def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
+              extra_objectives: tuple[tuple[str, str], ...] = ()) -> SweepOutcome:
+    """Pick the best trial by its best validation score, copy its best checkpoint to
+    ``keep_dir`` (storage may be remote), and count the budget spent."""
+    results = list(result_grid)
+    config_errors = [f"config error, not retried: {e}" for e in map(_config_error, results) if e]
+    scored = [r for r in results if r.metrics_dataframe is not None and metric in r.metrics_dataframe
+              and not _config_error(r) and r.metrics_dataframe[metric].notna().any()]
+    if not scored:
+        reasons = [f"{type(e).__name__}: {str(e).splitlines()[-1] if str(e) else ''}" for e in result_grid.errors]
+        reasons += config_errors
+        raise UserError("every trial failed before reporting a validation score"
+                        + (f"; first error: {reasons[0]}" if reasons else ""))
+
+    def best_of(r):
+        score = best_row(r.metrics_dataframe, metric, mode)[metric]
+        return score if mode == "max" else -score
+
+    best = max(scored, key=best_of)  # over every epoch of every trial that ran (scope "all")
+    row = best_row(best.metrics_dataframe, metric, mode)
+    try:
+        checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    except RuntimeError:  # multi-worker trials keep no Tune checkpoint (Ray raises instead of None)
+        checkpoint = None
+    if checkpoint is None and "checkpoint_path" in row.index:  # multi-worker trials: Train's checkpoint
+        from ray import tune
+
+        checkpoint = tune.Checkpoint(str(row["checkpoint_path"]))
+    epochs = sum(int(r.metrics_dataframe["training_iteration"].max()) for r in scored)
+    seconds = sum(float(r.metrics_dataframe["time_this_iter_s"].sum()) for r in scored)
+    errors = [_error_line(e) for e in result_grid.errors] + config_errors
+    pareto = []
+    if extra_objectives:
+        points = []
+        for r in scored:
+            at = best_row(r.metrics_dataframe, metric, mode)
+            if all(m in at.index for m, _ in extra_objectives):
+                points.append({"trial_id": r.metrics.get("trial_id"), "model": r.config.get("model.name"),
+                               metric: float(at[metric]), **{m: float(at[m]) for m, _ in extra_objectives}})
+        pareto = pareto_front(points, [(metric, mode), *extra_objectives])
+    return SweepOutcome(
+        best_config=dict(best.config),
+        best_checkpoint=checkpoint.to_directory(str(keep_dir)),
+        best_val={k.split("/", 1)[1]: float(row[k]) for k in row.index if k.startswith("val/")},
+        trials=len(results),
+        errored=len(result_grid.errors) + len(config_errors),
+        epochs=epochs,
+        trial_seconds=seconds,
+        errors=errors,
+        pareto=pareto,
+    )

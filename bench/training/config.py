@@ -1,0 +1,120 @@
+"""The full description of one trial as frozen dataclasses, and its flat dotted form.
+
+Ray Tune and Optuna see flat keys (``optim.lr``); the training code sees ``TrialConfig``.
+``model.*`` keys other than ``model.name`` pass through as keyword arguments of the model, so a
+new model's hyperparameters need no change here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from bench.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "fer_cnn"
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"
+    fold: int = 0
+    image_size: int | None = None  # None: the model's own input size
+    augment: bool = True
+    data_root: str | None = None
+    cache_dir: str | None = None
+    # timm's recipe (face images; defaults keep the plain flip + shift): a RandAugment string
+    # ("rand-m9-mstd0.5", "none"), random-erasing probability, mixup/cutmix Beta alphas (0 = off)
+    auto_augment: str = "none"
+    re_prob: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    tta: bool = False  # average the logits of the image and its mirror at evaluation (val and test)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    max_epochs: int = 10
+    seed: int = 0
+    amp: bool = False
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
+    channels_last: bool = False
+    num_workers: int = 0
+    ema: bool = False  # timm ModelEmaV3 of the weights; validation and checkpoints use it
+    ema_decay: float = 0.995
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "classification"
+    class_weights: bool = False
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "train": TrainConfig,
+    "task": TaskConfig,
+}
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+
+    @classmethod
+    def from_flat(cls, flat: dict) -> TrialConfig:
+        """Build from ``{"model.name": ..., "optim.lr": ...}``; unknown keys are errors."""
+        model_kwargs: dict = {}
+        model_name = ModelConfig.name
+        parts: dict[str, dict] = {s: {} for s in _SECTIONS}
+        for key, value in flat.items():
+            section, _, attr = key.partition(".")
+            if section == "model" and attr:
+                if attr == "name":
+                    model_name = value
+                else:
+                    model_kwargs[attr] = value
+                continue
+            if section not in _SECTIONS or not attr:
+                raise UserError(f"unknown config key {key!r}: keys start with model., "
+                                f"{', '.join(s + '.' for s in _SECTIONS)}")
+            known = {f.name for f in fields(_SECTIONS[section])}
+            if attr not in known:
+                raise UserError(f"unknown config key {key!r}; {section}. takes {', '.join(sorted(known))}")
+            parts[section][attr] = value
+        return cls(
+            model=ModelConfig(model_name, model_kwargs),
+            **{s: _SECTIONS[s](**v) for s, v in parts.items()},
+        )
+
+    def to_flat(self) -> dict:
+        flat = {"model.name": self.model.name}
+        flat.update({f"model.{k}": v for k, v in sorted(self.model.kwargs.items())})
+        for section in _SECTIONS:
+            for k, v in asdict(getattr(self, section)).items():
+                flat[f"{section}.{k}"] = v
+        return flat
+
+
+def known_keys() -> set[str]:
+    """Every non-model flat key a space may name."""
+    return {f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in fields(cls)}
