@@ -8,20 +8,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench import paths
+from bench.data import get_adapter, load_splits
+from bench.errors import UserError
 from bench.families import Preparation, SearchFamily, get_family
 from bench.results.record import Record
 from bench.results.store import OBJECTIVE_MODES, append_record, load_records, provenance
 from bench.sweep.spaces import SearchSpace, builtin_space_path, load_space
 from bench.training.evaluation import evaluate_checkpoint
 
-from . import paths
-from .data import get_adapter, load_splits
-from .errors import UserError
-
 
 @dataclass
 class SearchResult:
-    record: dict
+    record: Record
     run_path: str
     errors: list[str]
 
@@ -215,19 +214,20 @@ def fit_sweep(plan: SweepPlan) -> FittedSweep:
     return FittedSweep(outcome, keep, time.time() - start, ended_by_budget)
 
 
-def record_search(plan: SweepPlan, fitted: FittedSweep) -> dict:
+def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
     """Test the sweep's winner once and append its record to the results store."""
     settings, space, outcome = plan.settings, plan.space, fitted.outcome
     test = evaluate_checkpoint(outcome.best_checkpoint, split="test", cache_dir=plan.cache, data_root=plan.root)
     cpus_per_trial, gpus_per_trial = settings.cpus_per_trial, settings.gpus_per_trial
-    record = {
-        "kind": "search", **_test_fields(plan.adapter, outcome.best_config, test),
-        "run": settings.name, "dataset": plan.dataset, "modality": plan.family.name, "seed": plan.seed,
-        "searched": [p.key for p in space.params], "space_hash": space.space_hash,
-        "space_path": space.path, "objective": space.metric, "objective_mode": space.mode, "selection": "val",
-        "threads": max(1, int(cpus_per_trial)),  # torch threads per trial: CPU sums depend on them (reproduce)
-        "val": outcome.best_val,
-        "budget": {
+    multi = bool(settings.extra_objectives)
+    record = Record(
+        kind="search", **_test_fields(plan.adapter, outcome.best_config, test),
+        run=settings.name, dataset=plan.dataset, family=plan.family.name, seed=plan.seed,
+        searched=[p.key for p in space.params], space_hash=space.space_hash,
+        space_path=space.path, objective=space.metric, objective_mode=space.mode, selection="val",
+        threads=max(1, int(cpus_per_trial)),  # torch threads per trial: CPU sums depend on them (reproduce)
+        val=outcome.best_val,
+        budget={
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
             "device_seconds": outcome.trial_seconds * settings.workers_per_trial
             * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
@@ -237,13 +237,10 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> dict:
             "estimated_seconds": plan.estimate.seconds if plan.estimate else None,
             "removed": plan.resolution.to_meta(),
         },
-        "checkpoint": str(fitted.keep),
-        "resumed": plan.resume,
-        "run_path": plan.run_path,
-    }
-    if settings.extra_objectives:
-        record["objectives"] = [space.metric, *(m for m, _ in settings.extra_objectives)]
-        record["pareto"] = outcome.pareto
+        checkpoint=str(fitted.keep), resumed=plan.resume, run_path=plan.run_path,
+        objectives=[space.metric, *(m for m, _ in settings.extra_objectives)] if multi else None,
+        pareto=outcome.pareto if multi else None,
+    )
     append_record(plan.results, record)
     return record
 

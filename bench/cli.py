@@ -169,7 +169,7 @@ def _models_list(args) -> int:
 
 
 def _data_list(args) -> int:
-    from .data import DATASETS
+    from bench.data import DATASETS
 
     for name, cls in sorted(DATASETS.items()):
         print(f"{name:<16} {cls.modality:<6} {cls.protocol}")
@@ -177,8 +177,8 @@ def _data_list(args) -> int:
 
 
 def _data_summary(args) -> int:
-    from . import paths
-    from .data.summary import format_summary, summarize
+    from bench import paths
+    from bench.data.summary import format_summary, summarize
 
     summary = summarize(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir), args.seed)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
@@ -186,14 +186,14 @@ def _data_summary(args) -> int:
 
 
 def _data_prepare(args) -> int:
-    from . import paths
-    from .data import get_adapter
-    from .data.face_files import FaceImageAdapter
-    from .data.prepare import format_report, prepare_dataset
+    from bench import paths
+    from bench.data import get_adapter
+    from bench.data.face_files import FaceImageAdapter
+    from bench.data.prepare import format_report, prepare_dataset
 
     options = {}
     if isinstance(get_adapter(args.dataset), FaceImageAdapter):  # the adapters that detect and align faces
-        from .data.prep.faces import FaceAlignSettings
+        from bench.data.prep.faces import FaceAlignSettings
 
         options["settings"] = FaceAlignSettings(crop_size=args.crop_size, select=args.select, no_face=args.no_face)
     _, report = prepare_dataset(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir),
@@ -203,7 +203,7 @@ def _data_prepare(args) -> int:
 
 
 def _search(args) -> int:
-    from . import api
+    from bench import api
 
     result = api.search(
         args.modality, args.dataset, space_path=args.space, samples=args.samples,
@@ -213,9 +213,7 @@ def _search(args) -> int:
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
         workers_per_trial=args.workers_per_trial, time_budget=args.time_budget,
     )
-    from bench.results.record import as_record
-
-    r = as_record(result.record)
+    r = result.record
     budget = r.budget
     ended = (f", stopped by its {budget['time_budget_s']:.0f} s time budget"
              if budget.get("ended_by_time_budget") else "")
@@ -234,7 +232,7 @@ def _search(args) -> int:
 
 
 def _benchmark(args) -> int:
-    from . import api
+    from bench import api
 
     records = api.benchmark(
         args.dataset, args.modality, top_k=args.top_k, seeds=args.seeds, eval_dataset=args.eval_dataset,
@@ -252,7 +250,7 @@ def _benchmark(args) -> int:
 
 
 def _leaderboard(args) -> int:
-    from . import api
+    from bench import api
 
     markdown, written = api.leaderboard(args.results_dir)
     print(markdown)
@@ -262,9 +260,8 @@ def _leaderboard(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from bench import api
     from bench.sweep.reproduce import format_text
-
-    from . import api
 
     rep = api.reproduce(args.record_id, results_dir=args.results_dir, cache_dir=args.cache_dir,
                         data_root=args.data_root)
@@ -273,7 +270,7 @@ def _reproduce(args) -> int:
 
 
 def _report(args) -> int:
-    from . import api
+    from bench import api
 
     written = api.report(args.run, args.results_dir)
     print(f"Wrote {written[0]} and {written[1]} ({len(written) - 2} plots beside them)")
@@ -281,11 +278,10 @@ def _report(args) -> int:
 
 
 def _predict(args) -> int:
+    from bench import paths
     from bench.inference.model_ref import resolve_model_ref
     from bench.inference.predict import Predictor, expand_inputs, media_type, predict
     from bench.inference.predict_output import format_csv, format_text
-
-    from . import paths
 
     checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
     files = expand_inputs(args.inputs)
@@ -307,10 +303,9 @@ def _predict(args) -> int:
 
 
 def _export(args) -> int:
+    from bench import paths
     from bench.inference.export import PARITY_TOLERANCE, export_onnx
     from bench.inference.model_ref import resolve_model_ref
-
-    from . import paths
 
     checkpoint = resolve_model_ref(args.model_ref, paths.results_dir(args.results_dir))
     report = export_onnx(checkpoint, args.onnx, opset=args.opset)
@@ -327,7 +322,7 @@ def _export(args) -> int:
 
 
 def _perf(args) -> int:
-    from .perf.runner import format_text, run
+    from bench.perf.runner import format_text, run
 
     result = run(args.name, args.size, args.cache_dir, progress=True)
     print(json.dumps(result, indent=2, default=str) if args.json else format_text(result))
@@ -335,7 +330,7 @@ def _perf(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .errors import UserError
+    from bench.errors import UserError
 
     try:
         parser = build_parser()  # the family choices import the plugins, which may fail

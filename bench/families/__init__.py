@@ -6,7 +6,7 @@ keys fixed for every trial, a driver-side step before the sweep (fusion picks it
 checkpoints), extra per-epoch validation metrics (MIC's identity-leakage probe). ``cli``,
 ``spaces``, ``api`` and ``trainable`` ask this registry and never name a family.
 
-A family with code of its own lives in one module (``family_mic``, ``family_fusion``) that
+A family with code of its own lives in one module of this package (``mic``, ``fusion``) that
 registers itself; the built-in ones are imported at the end of this file. A third-party family is a
 module that calls ``register_family``, found through the ``fer_bench.families`` entry-point group
 or the ``FER_BENCH_PLUGINS=module,module`` environment variable (``load_plugins``).
@@ -150,7 +150,7 @@ def load_plugins() -> None:
 # from their modules.
 register_family(SearchFamily("face", data_modality="face", summary="still-image face expression models"))
 register_family(SearchFamily("video", data_modality="video", summary="clip models on face video"))
-from bench import family_mic  # noqa: E402,F401  (registers "mic")
+from bench.families import mic  # noqa: E402,F401  (registers "mic")
 
 register_family(SearchFamily("voice", data_modality="voice", summary="speech emotion models"))
-from bench import family_fusion  # noqa: E402,F401  (registers "fusion")
+from bench.families import fusion  # noqa: E402,F401  (registers "fusion")
