@@ -238,8 +238,8 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
             "removed": plan.resolution.to_meta(),
         },
         checkpoint=str(fitted.keep), resumed=plan.resume, run_path=plan.run_path,
-        objectives=[space.metric, *(m for m, _ in settings.extra_objectives)] if multi else None,
-        pareto=outcome.pareto if multi else None,
+        objectives=[space.metric, *(m for m, _ in settings.extra_objectives)] if multi else [],
+        pareto=outcome.pareto if multi else [],
     )
     append_record(plan.results, record)
     return record
