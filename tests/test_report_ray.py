@@ -52,3 +52,25 @@ def test_report_of_a_real_sweep_shows_space_trials_best_config_and_plots(tmp_pat
 
     assert main(["report", "no-such-sweep", "--results-dir", str(results)]) == 2
     assert "tiny-report" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_a_broken_result_line_loses_only_that_line(tmp_path, cache_dir):
+    """A driver killed mid-write leaves half a line in a trial's result.json (a resumed sweep then
+    appends after it): Ray's reader drops that trial; ours keeps every whole line."""
+    from bench.sweep.trials import read_trials
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE.replace("samples: 3", "samples: 1"))
+    results = tmp_path / "results"
+    assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "broken",
+                 "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]) == 0
+    run_dir = results / "runs" / "broken"
+    (before,) = read_trials(run_dir)
+    (result_file,) = run_dir.glob("*/result.json")
+    lines = result_file.read_text().splitlines()
+    result_file.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2] + "\n" + "\n".join(lines[1:]) + "\n")
+
+    (after,) = read_trials(run_dir)
+    assert after.epochs == before.epochs == 2
+    assert after.history["val/uar"].tolist() == before.history["val/uar"].tolist()

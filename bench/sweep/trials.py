@@ -2,6 +2,7 @@
 trial's config, per-epoch history and how it ended (completed, stopped early by ASHA, errored)."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,10 @@ def read_trials(run_dir: Path) -> list[TrialHistory]:
     configs = analysis.get_all_configs()
     trials = []
     for trial in sorted(analysis.trials, key=_creation_index):
-        history = _history(analysis.trial_dataframes.get(trial.trial_id))
+        frame = analysis.trial_dataframes.get(trial.trial_id)
+        if (frame is None or frame.empty) and trial.last_result is not None:
+            frame = _whole_lines(trial)  # Ray dropped it: its result.json has a broken line
+        history = _history(frame)
         max_epochs = configs[trial.trial_id].get("train.max_epochs")
         epochs = 0 if history.empty else int(history["training_iteration"].max())
         error = ""
@@ -80,6 +84,26 @@ def read_trials(run_dir: Path) -> list[TrialHistory]:
             status = COMPLETED
         trials.append(TrialHistory(trial.trial_id, configs[trial.trial_id], history, status, error))
     return trials
+
+
+def _whole_lines(trial) -> pd.DataFrame:
+    """A trial's reported rows read line by line. Ray reads result.json whole and drops the trial
+    on one broken line (a driver killed mid-write, then resumed, appends after it); the whole
+    lines are still that trial's history, and no reported epoch should be lost."""
+    storage = trial.storage
+    path = Path(storage.trial_fs_path, "result.json").as_posix()
+    try:
+        with storage.storage_filesystem.open_input_stream(path) as f:
+            text = f.readall().decode("utf-8", errors="replace")
+    except OSError:
+        return pd.DataFrame()
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
 
 
 def _creation_index(trial) -> int:
