@@ -77,7 +77,29 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     else:
         # "local": always a fresh instance; a bare ray.init() would attach to any Ray already
         # running on this machine (another user's sweep) and share its CPUs
+        if dashboard:
+            _pin_dashboard(kwargs)
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def _pin_dashboard(kwargs: dict) -> None:
+    """Give a local Ray's dashboard a free port and name it to every process Ray starts.
+
+    Ray Train's placement-group cleaner finds the state API through RAY_API_SERVER_ADDRESS, else
+    RAY_ADDRESS, else /tmp/ray/ray_current_cluster -- a file `ray start` leaves naming whatever
+    cluster ran last, possibly one long gone: a multi-worker sweep then waited for it forever.
+    The variable is set before ray.init, so the raylet and its workers inherit it."""
+    port = _free_port()
+    kwargs["dashboard_port"] = port
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _has_dashboard() -> bool:
