@@ -298,10 +298,12 @@ def _test_fields(adapter, config: dict, test: dict) -> dict:
 def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
-              cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1) -> list[Record]:
+              cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
+              refit: bool = False) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
-    leader on another corpus over the shared classes."""
+    leader on another corpus over the shared classes. ``refit`` retrains on train + val for the
+    epochs at which the sweep's validation score peaked, and tests the last epoch."""
     from bench.sweep import benchmark as bm
     from bench.sweep import tune_backend
 
@@ -325,7 +327,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     root = paths.data_root(data_root) or source.config.get("data.data_root")
     # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
     metric, mode = source.objective, source.objective_mode
-    configs = bm.top_configs(source.run_path, metric, mode, top_k)
+    ranked = bm.top_configs(source.run_path, metric, mode, top_k)
+    configs = [bm.refit_config(c, epoch) if refit else c for c, epoch in ranked]
     jobs = bm.expand_jobs(configs, adapter.num_folds, seeds)
     run_name = f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
@@ -336,8 +339,10 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     keep = results / "models" / run_name
     tune_backend.connect(address)
     start = time.time()
-    runs = tune_backend.run_fixed_configs(jobs, settings, metric=metric, mode=mode, cache_dir=cache,
-                                          data_root=root, keep_dir=keep)
+    # a refit keeps its last epoch (validation is seen data); a plain retrain its best on validation
+    runs = tune_backend.run_fixed_configs(jobs, settings, metric="training_iteration" if refit else metric,
+                                          mode="max" if refit else mode, cache_dir=cache, data_root=root,
+                                          keep_dir=keep)
     wall = time.time() - start
     written = []
     for run in runs:
@@ -351,7 +356,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
             run=source.run, benchmark_run=run_name, dataset=dataset, family=modality,
             seed=run.config["train.seed"], searched=list(source.searched),
             space_hash=source.space_hash, space_path=source.space_path,
-            objective=metric, objective_mode=mode, selection="val", val=run.val,
+            objective=metric, objective_mode=mode, selection="val", val={} if refit else run.val,
             threads=max(1, int(cpus_per_trial)),
             run_path=source.run_path,
             # the search budget that chose this config, plus what this retrain cost

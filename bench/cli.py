@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
     p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=False,
+                   help="retrain on train + val for the epochs the sweep's validation peaked at, and "
+                        "test the last epoch (default: train only, test the best epoch on validation)")
     p.add_argument("--eval-data-root")
     p.add_argument("--data-root")
     p.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0)
@@ -239,6 +242,7 @@ def _benchmark(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
+        refit=args.refit,
     )
     for r in records:
         where = (f"on {r.eval_dataset} ({len(r.shared_classes)} shared classes)" if r.kind == "cross_corpus"

@@ -50,3 +50,28 @@ def test_benchmark_retrains_top_k_on_every_fold(tmp_path, cache_dir, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "--results-dir", str(tmp_path / "results")]) == 0
     assert "| 5 |" in capsys.readouterr().out  # n = 5 folds per config
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, cache_dir, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("samples: 3, max_epochs: 1", "samples: 2, max_epochs: 3"))
+    results = tmp_path / "results"
+    common = ["--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]
+    assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "r", *common]) == 0
+    assert main(["benchmark", "--dataset", "synthetic", "--refit", *common]) == 0
+    records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
+    search, refits = records[0], records[1:]
+    from bench.sweep.trials import read_trials
+
+    trials = read_trials(results / "runs" / "r")
+    winner = next(t for t in trials if t.config["optim.lr"] == search["config"]["optim.lr"])
+    best_epoch = winner.best_epoch("val/uar", "max")
+    assert len(refits) == 5 and all(r["config"]["data.refit"] is True for r in refits)
+    assert {r["config"]["train.stop_epoch"] for r in refits} == {best_epoch}
+    # trained to that epoch and tested there: validation is training data now, so it selects nothing
+    assert {r["checkpoint_epoch"] for r in refits} == {best_epoch}
+    assert all("val" not in r for r in refits)
+    # each fold trained on train + val
+    assert all(r["split_sizes"]["train"] > search["split_sizes"]["train"] for r in refits if r["fold"] == 0)

@@ -74,3 +74,27 @@ def test_mic_trials_report_identity_leakage_of_the_expression_code(cache_dir):
     run_trial(config, cache_dir=cache_dir, report=lambda m, d: reports.append(m))
     leakage = reports[0]["val/identity_leakage"]
     assert 0.0 <= leakage <= 1.0  # probe accuracy naming validation subjects from z_E
+
+
+def test_stop_epoch_ends_early_on_the_full_schedule(cache_dir):
+    """A refit stops at the sweep's best epoch but keeps the searched LR schedule: its epochs are
+    the uninterrupted run's first epochs exactly."""
+    full, stopped = [], []
+    run_trial(TINY, cache_dir=cache_dir, report=lambda m, d: full.append(m))
+    run_trial({**TINY, "train.stop_epoch": 2}, cache_dir=cache_dir, report=lambda m, d: stopped.append(m))
+    assert [m["epoch"] for m in stopped] == [1, 2]
+    assert [m["train/loss"] for m in stopped] == [m["train/loss"] for m in full[:2]]
+
+
+def test_refit_trains_on_train_plus_val_and_keeps_test_apart(cache_dir):
+    from bench.data import create_dataset
+
+    spec = fer_models.create_model("fer_cnn", num_classes=7).input_spec
+    sets = {split: create_dataset("synthetic", split, 0, spec, cache_dir=cache_dir, image_size=32)
+            for split in ("train", "val", "test")}
+    refit = create_dataset("synthetic", "train", 0, spec, cache_dir=cache_dir, image_size=32, refit=True)
+    assert len(refit) == len(sets["train"]) + len(sets["val"])
+    assert set(refit.subjects) == set(sets["train"].subjects) | set(sets["val"].subjects)
+    assert not set(refit.subjects) & set(sets["test"].subjects)
+    test_again = create_dataset("synthetic", "test", 0, spec, cache_dir=cache_dir, image_size=32, refit=True)
+    assert len(test_again) == len(sets["test"])

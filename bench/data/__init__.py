@@ -70,9 +70,12 @@ def load_splits(name: str, fold: int, data_root: str | Path | None, cache_dir: P
 
 def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, cache_dir: Path,
                    data_root: str | Path | None = None, image_size: int | None = None,
-                   augment: bool = False, seed: int = 0) -> TensorFaceDataset:
-    """The ``split`` ('train' | 'val' | 'test') of fold ``fold`` shaped for ``input_spec``."""
+                   augment: bool = False, seed: int = 0, refit: bool = False) -> TensorFaceDataset:
+    """The ``split`` ('train' | 'val' | 'test') of fold ``fold`` shaped for ``input_spec``.
+    ``refit``: the training split is train + val (a benchmark's final retrain); test never changes."""
     adapter, _, splits = load_splits(name, fold, data_root, cache_dir, seed=0)
+    if refit:
+        splits = {**splits, "train": splits["train"] + splits["val"]}
     if split not in splits:
         raise UserError(f"dataset {name!r} has no split {split!r}; it has {', '.join(splits)}")
     samples = splits[split]

@@ -30,25 +30,34 @@ def source_search_record(records: list[Record], dataset: str, family: str) -> Re
     return found
 
 
-def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[dict]:
-    """The ``k`` best distinct configs of a sweep by their best validation score (never test)."""
+def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[tuple[dict, int]]:
+    """The ``k`` best distinct configs of a sweep by their best validation score (never test), each
+    with the epoch that score was reached at."""
     scored = []
     for trial in read_trials(Path(run_path)):
         best = trial.best(metric, mode)
         if best is not None:
-            scored.append((best, trial.config))
+            scored.append((best, trial.config, trial.best_epoch(metric, mode)))
     if not scored:
         raise UserError(f"the sweep at {str(run_path)!r} has no trial with a {metric} score")
-    scored.sort(key=lambda pair: pair[0], reverse=mode == "max")
+    scored.sort(key=lambda item: item[0], reverse=mode == "max")
     chosen, seen = [], set()
-    for _, config in scored:
+    for _, config, epoch in scored:
         cid = config_id(config)
         if cid not in seen:
             seen.add(cid)
-            chosen.append(config)
+            chosen.append((config, epoch))
         if len(chosen) == k:
             break
     return chosen
+
+
+def refit_config(config: dict, best_epoch: int) -> dict:
+    """A config retrained on train + val: the searched schedule, stopped at the epoch where the
+    sweep's validation score peaked (the validation split is training data now, so it cannot pick
+    the epoch itself) -- retraining on all the data for the selected number of steps, as in
+    Goodfellow et al., Deep Learning, algorithm 7.2."""
+    return {**config, "data.refit": True, "train.stop_epoch": int(best_epoch)}
 
 
 def expand_jobs(configs: list[dict], folds: int, seeds: int) -> list[dict]:

@@ -37,6 +37,12 @@ class TrialHistory:
             return None
         return float(best_row(self.history, metric, mode)[metric])
 
+    def best_epoch(self, metric: str, mode: str = "max") -> int | None:
+        """The epoch (1-based) of the trial's best ``metric``: how long a refit trains."""
+        if self.best(metric, mode) is None:
+            return None
+        return int(best_row(self.history, metric, mode)["training_iteration"])
+
     @property
     def epochs(self) -> int:
         return 0 if self.history.empty else int(self.history["training_iteration"].max())

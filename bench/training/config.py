@@ -32,6 +32,9 @@ class DataConfig:
     mixup: float = 0.0
     cutmix: float = 0.0
     tta: bool = False  # average the logits of the image and its mirror at evaluation (val and test)
+    # train on train + val (`benchmark --refit`): the validation split is then seen data, so its
+    # scores select nothing; the epoch count comes from the sweep (train.stop_epoch)
+    refit: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class TrainConfig:
     num_workers: int = 0
     ema: bool = False  # timm ModelEmaV3 of the weights; validation and checkpoints use it
     ema_decay: float = 0.995
+    # end after this many epochs while the LR schedule still spans max_epochs: a refit trains the
+    # searched schedule up to the epoch its sweep's validation peaked at
+    stop_epoch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,9 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     # every split's size: the leaderboard's paired test needs n_test / n_train (index is cached)
     _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
     metrics["split_sizes"] = {name: len(samples) for name, samples in splits.items()}
+    if cfg.data.refit:  # it trained on train + val
+        metrics["split_sizes"] = {**metrics["split_sizes"], "train": len(splits["train"]) + len(splits["val"]),
+                                  "val": 0}
     metrics["epoch"] = int(state.get("epoch", -1)) + 1  # 1-based, as trials report it: what reproduce re-runs to
     metrics["params"] = count_params(model) + head_size(model)
     # the same batch-1 probe trials report as latency_ms; it slices one sample before moving it

@@ -80,7 +80,7 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     common = dict(cache_dir=cache_dir, data_root=data_root or cfg.data.data_root,
                   image_size=cfg.data.image_size)
     train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec,
-                               augment=cfg.data.augment, seed=cfg.train.seed, **common)
+                               augment=cfg.data.augment, seed=cfg.train.seed, refit=cfg.data.refit, **common)
     val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, **common)
     apply_recipe(cfg, train_set, model.input_spec)
     pin = device.type == "cuda"
@@ -200,6 +200,17 @@ def create_scheduler(cfg: TrialConfig, optimizer, total_steps: int, steps_per_ep
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def last_epoch(cfg: TrialConfig) -> int:
+    """How many epochs the trial trains: ``train.max_epochs``, or fewer with ``train.stop_epoch``."""
+    if cfg.train.stop_epoch is None:
+        return cfg.train.max_epochs
+    if cfg.train.stop_epoch < 1:
+        from bench.errors import UserError
+
+        raise UserError(f"train.stop_epoch must be at least 1, got {cfg.train.stop_epoch}")
+    return min(cfg.train.stop_epoch, cfg.train.max_epochs)
+
+
 def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root: str | None = None,
               resume_state: dict | None = None, prepare: Callable[[TrialParts], TrialParts] | None = None) -> None:
     """Train for ``train.max_epochs`` epochs, calling ``report(metrics, checkpoint_dir)`` after each.
@@ -238,7 +249,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     family = family_of_model(cfg.model.name)  # its extra validation metrics (MIC: identity leakage)
     epoch_metrics = family.epoch_metrics if family is not None else None
     latency = None  # measured once: it does not change with training
-    for epoch in range(start_epoch, cfg.train.max_epochs):
+    for epoch in range(start_epoch, last_epoch(cfg)):
         t0 = time.perf_counter()
         # Shuffling and augmentation are seeded per epoch, so a resumed trial replays exactly
         # the batches the uninterrupted one would have seen.
