@@ -299,11 +299,12 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
               cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
-              refit: bool = False) -> list[Record]:
+              refit: bool = True) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
-    leader on another corpus over the shared classes. ``refit`` retrains on train + val for the
-    epochs at which the sweep's validation score peaked, and tests the last epoch."""
+    leader on another corpus over the shared classes. ``refit`` (the default) retrains on train + val
+    for the epochs at which the sweep's validation score peaked and tests the last epoch; without it
+    each fold trains on train only and tests its best epoch on validation."""
     from bench.sweep import benchmark as bm
     from bench.sweep import tune_backend
 

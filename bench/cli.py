@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
     p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
-    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=False,
-                   help="retrain on train + val for the epochs the sweep's validation peaked at, and "
-                        "test the last epoch (default: train only, test the best epoch on validation)")
+    p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
+                   help="retrain on train + val for the epochs the sweep's validation peaked at and test "
+                        "the last epoch (default); --no-refit: train only, test the best epoch on validation")
     p.add_argument("--eval-data-root")
     p.add_argument("--data-root")
     p.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0)

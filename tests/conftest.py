@@ -20,3 +20,15 @@ def shared_data() -> Path:
 def cache_dir(tmp_path_factory) -> Path:
     """One cache for the session: synthetic data is generated once, as in real use."""
     return tmp_path_factory.mktemp("fer-cache")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for model builds and small forward passes: the test machine's 2
+    cores are shared, and oversubscribed torch threads made these tests 10x slower there."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -37,7 +37,7 @@ def test_benchmark_retrains_top_k_on_every_fold(tmp_path, cache_dir, capsys):
     space.write_text(SPACE)
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(tmp_path / "results"), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "b", *common]) == 0
-    assert main(["benchmark", "--dataset", "synthetic", "--top-k", "2", *common]) == 0
+    assert main(["benchmark", "--dataset", "synthetic", "--top-k", "2", "--no-refit", *common]) == 0
     records = [json.loads(line) for line in (tmp_path / "results" / "records.jsonl").read_text().splitlines()]
     search, retrains = records[0], records[1:]
     assert len(retrains) == 2 * 5 and {r["kind"] for r in retrains} == {"benchmark"}
@@ -60,7 +60,7 @@ def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, 
     results = tmp_path / "results"
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "r", *common]) == 0
-    assert main(["benchmark", "--dataset", "synthetic", "--refit", *common]) == 0
+    assert main(["benchmark", "--dataset", "synthetic", *common]) == 0  # refit is the default
     records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
     search, refits = records[0], records[1:]
     from bench.sweep.trials import read_trials

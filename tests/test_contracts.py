@@ -37,13 +37,7 @@ SPEC_MODELS = {
 SLOW_DATASETS = {"synthetic", "synthetic-voice", "synthetic-video", "synthetic-av"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest
 
 
 def _shapes(x) -> dict:

@@ -21,13 +21,7 @@ from bench.training.trainable import build_parts
 FACE_LAYOUTS = sorted(n for n, cls in DATASETS.items() if cls.modality == "face") + ["ckplus-48"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Builds and single forward passes: one thread is faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest
 
 
 @pytest.fixture(scope="module")

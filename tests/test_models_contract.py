@@ -11,15 +11,7 @@ import torch
 import fer_models
 from fer_models import create_model, example_inputs
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared, and oversubscribed torch
-    threads made these tests 10x slower there."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest
 
 
 NUM_CLASSES = 5

@@ -14,13 +14,7 @@ TINY = {"visual_kwargs": {"image_size": 32}, "voice_kwargs": {"n_mels": 32, "fra
         "hidden": 16}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest
 
 
 def test_late_fusion_with_full_visual_weight_is_the_visual_model():

@@ -11,15 +11,7 @@ from fer_models import create_model, example_inputs
 from fer_models.layers import MINE
 from fer_models.mic import identity_leakage, split_within_subjects
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the test machine's 2 cores are shared, and oversubscribed torch
-    threads made these tests 10x slower there."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest
 
 
 TINY_MIC = {"image_size": 32, "frames": 4, "code_dim": 16, "hidden": 16, "cnn_width": 8, "mine_hidden": 16,

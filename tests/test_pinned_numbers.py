@@ -21,7 +21,7 @@ def pinned_view(record: dict) -> dict:
     return {
         "model": record["model"], "fold": record["fold"], "seed": record["seed"],
         "config": {k: v for k, v in record["config"].items() if k not in ("data.data_root",)},
-        "val": record["val"], "test": record["test"], "checkpoint_epoch": record.get("checkpoint_epoch"),
+        "val": record.get("val", {}), "test": record["test"], "checkpoint_epoch": record.get("checkpoint_epoch"),
         "params": record["params"],
     }
 
