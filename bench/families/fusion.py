@@ -23,7 +23,7 @@ def fusion_checkpoints(adapter, records: list) -> dict:
     for role, (key, modalities) in ENCODER_SOURCES.items():
         source = adapter.fusion_sources.get(role)
         best = best_record(records, source, modalities, metric="val/uar", kinds=("search",),
-                           where=lambda r: Path(r.checkpoint or "").is_dir()) if source else None
+                           where=lambda r: bool(r.checkpoint) and Path(r.checkpoint).is_dir()) if source else None
         if best is None:
             what = source or f"a {role} dataset paired with {adapter.name!r} (none is registered)"
             hint = (f"; produce it with `fer-bench search {'video' if role == 'visual' else 'voice'} "
