@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.sweep.feasibility import register_check
 from fer_models import InputSpec
 
 from ..errors import UserError
@@ -22,24 +21,7 @@ from .prep import audio as audio_prep
 from .prep import video as video_prep
 from .prep.media_cache import Busy, MediaError
 from .tensors import TensorBatch, TensorMediaDataset, speaker_normalise
-from .transforms import eval_transform, spec_from_dict, voice_request  # noqa: F401  (voice_request: re-exported)
-
-
-@register_check(keys=["model.features"])
-def _encoder_weights_here(key, value, ctx) -> str | None:
-    """A speech encoder whose weights are not on this machine leaves the space (never downloaded)."""
-    from fer_models.voice_features import SSL_ENCODERS, find_weights, weights_env
-
-    if value not in SSL_ENCODERS:
-        return None
-    try:
-        path = find_weights(str(value), ctx.fixed.get("model.weights"))
-    except ValueError as exc:
-        return str(exc)
-    if path is None:
-        return f"no local weights: {SSL_ENCODERS[value]['file']} not in the torch hub checkpoints, " \
-               f"${weights_env(str(value))} unset"
-    return None
+from .transforms import eval_transform
 
 
 def _audio_source(sample: Sample) -> tuple[Path, str | None]:
@@ -113,8 +95,8 @@ def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]
         extras = input_spec.extras
         if "visual" not in extras or "voice" not in extras:
             raise UserError("an av model's input_spec.extras must hold 'visual' and 'voice' spec dicts")
-        parts = {"visual": _Part(adapter, spec_from_dict(extras["visual"]), cache_dir, image_size),
-                 "voice": _Part(adapter, spec_from_dict(extras["voice"]), cache_dir, None)}
+        parts = {"visual": _Part(adapter, InputSpec.from_dict(extras["visual"]), cache_dir, image_size),
+                 "voice": _Part(adapter, InputSpec.from_dict(extras["voice"]), cache_dir, None)}
     else:
         parts = {None: _Part(adapter, input_spec, cache_dir, image_size)}
     samples, train = splits[split], splits["train"]

@@ -28,8 +28,6 @@ from .tensors import (
     voice_to_tensor,
 )
 
-spec_from_dict = InputSpec.from_dict  # the name older callers use
-
 
 def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict, int | None, bool]:
     """(feature params, frames or None for one vector/matrix per utterance, whether a channel dim

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.sweep.spaces import Param, SearchSpace
+from bench.training.config import with_image_size
 
 # ``model.*`` keys the bench itself passes to every model (not a space typo when a model lacks them)
 BENCH_MODEL_KWARGS = {"image_size"}
@@ -163,6 +164,23 @@ def _landmarks_need_detected_faces(key, value, ctx: Context) -> str | None:
     return None
 
 
+@register_check(keys=["model.features"])
+def _encoder_weights_here(key, value, ctx: Context) -> str | None:
+    """A speech encoder whose weights are not on this machine leaves the space (never downloaded)."""
+    from fer_models.voice_features import SSL_ENCODERS, find_weights, weights_env
+
+    if value not in SSL_ENCODERS:
+        return None
+    try:
+        path = find_weights(str(value), ctx.fixed.get("model.weights"))
+    except ValueError as exc:
+        return str(exc)
+    if path is None:
+        return f"no local weights: {SSL_ENCODERS[value]['file']} not in the torch hub checkpoints, " \
+               f"${weights_env(str(value))} unset"
+    return None
+
+
 _PROBES: dict[str, str | None] = {}
 
 
@@ -188,9 +206,7 @@ def _model_builds_and_runs(key, value, ctx: Context) -> str | None:
 def probe_model(model: str, kwargs: dict, image_size: int | None, num_classes: int) -> str | None:
     """None when ``model`` builds with ``kwargs`` and runs on an example input; else why not.
     Cached per process: resolving several spaces builds each variant once."""
-    kwargs = dict(kwargs)
-    if image_size and "image_size" not in kwargs:
-        kwargs["image_size"] = image_size  # as bench.training.trainable.build_model does
+    kwargs = with_image_size(kwargs, image_size)  # as trials build it
     try:
         _, defaults = model_parameters(model)
     except Exception:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from bench.training.config import TrialConfig
+from bench.training.config import TrialConfig, with_image_size
 from fer_models.checkpoint import (
     CHECKPOINT_FILE,  # noqa: F401  (re-exported: callers name the file through bench.training.checkpoint)
     ModelMeta,
@@ -33,10 +33,7 @@ HEAD_FILE = "head.skops"
 def model_kwargs(cfg: TrialConfig) -> dict:
     """The keyword arguments a trial passes to ``create_model``: the ``model.*`` keys, and
     ``data.image_size`` as ``image_size`` unless the space sets it for the model itself."""
-    kwargs = dict(cfg.model.kwargs)
-    if cfg.data.image_size and "image_size" not in kwargs:
-        kwargs["image_size"] = cfg.data.image_size
-    return kwargs
+    return with_image_size(cfg.model.kwargs, cfg.data.image_size)
 
 
 def describe_model(config: dict, class_names=None) -> ModelMeta:

@@ -219,10 +219,10 @@ def _voice_windows(cfg: TrialConfig, cache_dir: Path, data_root: str | None, spe
     when the model reads one vector per file or no utterance is longer than one window."""
     from torch.utils.data import TensorDataset
 
-    from bench.data.media_dataset import voice_request
     from bench.data.prep import audio as audio_prep
     from bench.data.prep.media_cache import MediaError
     from bench.data.tensors import feature_stats, speaker_normalise, voice_to_tensor
+    from bench.data.transforms import voice_request
 
     params, frames, channel_dim = voice_request(spec, cache_dir)
     if frames is None:

@@ -124,3 +124,12 @@ class TrialConfig:
 def known_keys() -> set[str]:
     """Every non-model flat key a space may name."""
     return {f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in fields(cls)}
+
+
+def with_image_size(kwargs: dict, image_size: int | None) -> dict:
+    """``kwargs`` plus ``image_size`` from ``data.image_size``, unless the space sets it for the
+    model itself: the one rule for trials, checkpoints and the feasibility probe."""
+    kwargs = dict(kwargs)
+    if image_size and "image_size" not in kwargs:
+        kwargs["image_size"] = image_size
+    return kwargs
