@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import html
 import io
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.results.record import Record, as_record
+from bench.results.record import Record, as_record, config_id
 
-# Config keys that vary between repeats of one configuration, not between configurations.
-_REPEAT_KEYS = {"train.seed", "data.fold", "data.data_root", "data.cache_dir", "train.num_workers"}
 METRICS = ("accuracy", "uar", "macro_f1")
 # Kinds that measure a configuration on its own dataset's test split; cross-corpus ones get their own table.
 MAIN_KINDS = {"search", "benchmark"}
@@ -32,11 +28,6 @@ LEGEND = ("Legend: test metrics in % as mean ± std over n test runs (folds × s
           "seeds. UAR 95 % CI = the mean's interval under the same corrected variance (records that do not store "
           "their split sizes are given n_test/n_train = 1, which only widens it). record ids: what "
           "`fer-bench reproduce ID` re-runs (the latest run; the CSV lists all).")
-
-
-def config_id(flat: dict) -> str:
-    kept = {k: v for k, v in flat.items() if k not in _REPEAT_KEYS}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -39,6 +39,18 @@ def record_id(content: dict) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+# Config keys that vary between repeats of one configuration (fold, seed, where files live), not
+# between configurations.
+REPEAT_KEYS = {"train.seed", "data.fold", "data.data_root", "data.cache_dir", "train.num_workers"}
+
+
+def config_id(flat: dict) -> str:
+    """One configuration's id across its repeats: what the leaderboard groups records by and the
+    benchmark dedupes its top-k by."""
+    kept = {k: v for k, v in flat.items() if k not in REPEAT_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 # Attribute -> JSON key, where they differ.
 _JSON_KEYS = {"family": "modality"}
 

@@ -10,8 +10,7 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from bench.data import create_dataset, get_adapter
 from bench.errors import UserError
-from bench.reports.leaderboard import config_id
-from bench.results.record import Record
+from bench.results.record import Record, config_id
 from bench.results.store import best_record
 from bench.sweep.trials import read_trials
 from bench.training.engine import predict
