@@ -135,12 +135,32 @@ def test_planted_duplicate_across_splits_stops_the_run(fakes, tmp_path):
         load_splits("jaffe", 0, root, tmp_path / "cache")
 
 
-def test_raf_duplicate_between_train_and_test_is_leakage(fakes, tmp_path):
+def test_raf_training_copy_of_a_test_image_is_dropped_and_named_and_test_stays_whole(fakes, tmp_path, capsys):
+    """The issue's case: one image of RAF-DB's training list byte-identical to one of its test list.
+    The official test split is what every published number is on: it stays whole; the copy leaves
+    training, counted and named by `data summary`."""
     root = _copy(fakes["raf"], tmp_path)
     aligned = root / "basic" / "Image" / "aligned"
-    shutil.copyfile(aligned / "train_00001_aligned.jpg", aligned / "test_00001_aligned.jpg")
-    with pytest.raises(LeakageError, match="test_00001_aligned.jpg|train_00001_aligned.jpg"):
-        load_splits("raf", 0, root, tmp_path / "cache")
+    before = load_splits("raf", 0, root, tmp_path / "cache0")[2]
+    shutil.copyfile(aligned / "test_00001_aligned.jpg", aligned / "train_00001_aligned.jpg")
+    _, indexed, splits = load_splits("raf", 0, root, tmp_path / "cache")
+    assert [s.sample_id for s in splits["test"]] == [s.sample_id for s in before["test"]]
+    train_ids = {s.sample_id for s in splits["train"] + splits["val"]}
+    assert "Image/aligned/train_00001_aligned.jpg" not in train_ids
+    assert len(train_ids) == len(before["train"]) + len(before["val"]) - 1
+    assert [c.path for c in indexed.copies] == ["Image/aligned/train_00001_aligned.jpg"]
+    assert main(["data", "summary", "--dataset", "raf", "--data-root", str(root),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "dropped copies of official test items: 1" in out
+    assert "train_00001_aligned.jpg: identical to test item 'Image/aligned/test_00001_aligned.jpg'" in out
+
+
+def test_every_dataset_with_an_official_split_keeps_its_test_split_whole():
+    """Adapters whose protocol is the owners' split apply the rule; self-drawn folds never do."""
+    for name, cls in DATASETS.items():
+        official = "official" in cls.protocol.lower()
+        assert cls.official_splits_fixed == official, name
 
 
 def test_fer2013_drops_train_copies_of_test_images(fakes, tmp_path):
@@ -153,7 +173,8 @@ def test_fer2013_drops_train_copies_of_test_images(fakes, tmp_path):
     fer = get_adapter("fer2013")
     result = fer.index(root, tmp_path / "cache")
     assert len(result.samples) == 35
-    assert any("identical to test image" in s.reason for s in result.skipped)
+    assert any("identical to test item" in s.reason for s in result.skipped)
+    assert len(result.copies) == 1 and "dropped from train" in result.copies[0].reason
     fer.splits(result.samples, 0)  # no LeakageError: the copy is gone
 
 

@@ -1,6 +1,7 @@
 """Video adapters on generated layouts, and compressed-domain streams from real codec output."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,17 @@ def test_b_frames_fall_back_to_a_full_decode(tmp_path):
     cached = video_prep.clip_streams(path, video_prep.video_params(8, 32))["residual"].astype(np.float32)
     assert residuals.shape == (8, 32, 32, 3)
     np.testing.assert_allclose(residuals, cached, atol=0.1)  # the same full decode (float16 in the cache)
+
+
+def test_afew_train_copy_of_a_test_clip_is_dropped_and_the_test_split_stays_whole(tmp_path):
+    root = get_adapter("afew").make_fake(tmp_path / "data")
+    adapter = get_adapter("afew")
+    before = adapter.splits(adapter.index(root, tmp_path / "cache0").samples, 0)
+    test_clip = sorted((root / "Val" / "Happy").glob("*.avi"))[0]
+    shutil.copyfile(test_clip, root / "Train" / "Happy" / "copy.avi")
+    shutil.copyfile(test_clip, root / "Train" / "Sad" / "copy2.avi")  # a mislabelled copy too
+    indexed = adapter.index(root, tmp_path / "cache")
+    assert sorted(Path(c.path).name for c in indexed.copies) == ["copy.avi", "copy2.avi"]
+    splits = adapter.splits(indexed.samples, 0)  # no LeakageError
+    assert [s.sample_id for s in splits["test"]] == [s.sample_id for s in before["test"]]
+    assert not any("copy" in s.sample_id for part in splits.values() for s in part)

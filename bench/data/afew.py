@@ -30,6 +30,7 @@ class Afew(MediaAdapter):
     modality = "video"
     class_names = BASIC7
     num_folds = 1
+    official_splits_fixed = True  # a Train copy of a Val (test) clip is dropped, not refused (base.py)
     protocol = "official Train (10% stratified validation carved from it) / Val as test; no subject ids"
     expected_layout = "Train/<Emotion>/*.avi and Val/<Emotion>/*.avi (Angry Disgust Fear Happy Neutral Sad Surprise)"
     source = "the EmotiW organisers (https://sites.google.com/view/emotiw2020), by licence agreement"
@@ -54,6 +55,9 @@ class Afew(MediaAdapter):
             ids = sorted(s.sample_id for s in train if s.label == label)
             n_val = max(1, round(len(ids) * self.val_fraction)) if len(ids) > 1 else 0
             val_ids.update(rng.choice(ids, size=n_val, replace=False).tolist())
+        # identical clips go where the first drawn copy went, so the carve itself cannot leak
+        val_hashes = {s.meta.get("sha256") for s in train if s.sample_id in val_ids} - {None}
+        val_ids.update(s.sample_id for s in train if s.meta.get("sha256") in val_hashes)
         out = {"train": [s for s in train if s.sample_id not in val_ids],
                "val": [s for s in train if s.sample_id in val_ids],
                "test": [s for s in samples if s.meta["split"] == "test"]}

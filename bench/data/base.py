@@ -40,6 +40,9 @@ class Skipped:
 class IndexResult:
     samples: list[Sample]
     skipped: list[Skipped] = field(default_factory=list)
+    # training/validation items identical to an item of a later official split, dropped by
+    # ``keep_official_splits_whole`` (also listed in ``skipped``, with that reason)
+    copies: list[Skipped] = field(default_factory=list)
 
 
 @dataclass
@@ -68,12 +71,21 @@ class DatasetAdapter:
     num_folds: int = 1
     protocol: str = ""
     expected_layout: str = ""  # shown when a data root does not look like this dataset
+    # The dataset's owners fix its splits (RAF-DB, FER2013, FER+, AffectNet, AFEW): a training or
+    # validation item identical to a test item is dropped (``keep_official_splits_whole``, applied by
+    # ``finish_index``), since every published number is on the whole official test split. Splits
+    # fer-bench draws itself keep refusing such an overlap (``check_leakage``): there it is a bug.
+    official_splits_fixed: bool = False
     # Audio-visual datasets: the single-modality datasets whose winners `search fusion` combines,
     # e.g. {"visual": "ravdess-video", "voice": "ravdess"}; their folds must match this one's.
     fusion_sources: dict = {}
 
     def index(self, root: Path | None, cache_dir: Path) -> IndexResult:
         raise NotImplementedError
+
+    def finish_index(self, result: IndexResult) -> IndexResult:
+        """The last step of every ``index``: the official-split rule, for datasets that have one."""
+        return keep_official_splits_whole(result) if self.official_splits_fixed else result
 
     def splits(self, samples: list[Sample], fold: int, seed: int = 0) -> dict[str, list[Sample]]:
         """Default protocol: subject-independent k-fold; validation subjects carved from train."""
@@ -221,6 +233,33 @@ def check_leakage(splits: dict[str, list[Sample]], content_hashes: dict[str, str
                 if prev[0] != name:
                     raise LeakageError(f"identical media in the {prev[0]} and the {name} split: "
                                        f"{prev[1]!r} and {s.sample_id!r}")
+
+
+# Official splits, earliest first: a copy is kept only in the latest split that holds it.
+OFFICIAL_SPLIT_ORDER = ("train", "val", "test")
+
+
+def keep_official_splits_whole(result: IndexResult) -> IndexResult:
+    """Drop each item whose content (``meta["sha256"]``) is identical to an item of a later official
+    split (test > val > train; ``meta["split"]``), so the later split stays whole: the test split
+    is never changed, and validation (when official) only loses copies of test items. Each dropped
+    copy is named in ``copies`` and ``skipped``. Items without a content hash or a split are kept."""
+    rank = {name: i for i, name in enumerate(OFFICIAL_SPLIT_ORDER)}
+    owner: dict[str, Sample] = {}
+    for s in result.samples:
+        digest, split = s.meta.get("sha256"), s.meta.get("split")
+        if digest and split in rank and (digest not in owner or rank[split] > rank[owner[digest].meta["split"]]):
+            owner[digest] = s
+    kept, copies = [], []
+    for s in result.samples:
+        first = owner.get(s.meta.get("sha256"))
+        if first is not None and s.meta.get("split") in rank and first.meta["split"] != s.meta["split"]:
+            copies.append(Skipped(s.path, f"identical to {first.meta['split']} item {first.sample_id!r}; dropped "
+                                          f"from {s.meta['split']} so the official {first.meta['split']} split "
+                                          f"stays whole"))
+        else:
+            kept.append(s)
+    return IndexResult(kept, [*result.skipped, *copies], [*result.copies, *copies])
 
 
 def file_hash(path: Path, chunk: int = 1 << 20) -> str:

@@ -125,7 +125,7 @@ class FaceImageAdapter(DatasetAdapter):
             else:
                 samples.append(replace(s, meta={**s.meta, "sha256": info.sha256}))
         samples = self._drop_faceless(samples, skipped, cache_dir)
-        return IndexResult(samples, skipped)
+        return self.finish_index(IndexResult(samples, skipped))
 
     def _drop_faceless(self, samples: list[Sample], skipped: list[Skipped], cache_dir: Path) -> list[Sample]:
         """With ``prepare --no-face drop``, images MTCNN found no face in leave the dataset."""

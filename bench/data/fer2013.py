@@ -10,7 +10,8 @@ Layouts read:
 labels each image by the FER+ majority rule: votes of a single annotator are discarded, the top
 emotion must have more than half of the rest, and unknown / not-a-face majorities are dropped.
 FER2013 holds identical images in different splits; the copies in train/val of an image that is
-also in test (and in train of one also in val) are dropped and reported, so test stays official.
+also in test (and in train of one also in val) are dropped and reported, so test stays official
+(``base.keep_official_splits_whole``, the rule of every dataset with official splits).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Fer2013(FaceImageAdapter):
     name = "fer2013"
     class_names = BASIC7  # FER2013's codes 0-6 are exactly this order
     num_folds = 1
+    official_splits_fixed = True
     protocol = "official: Training = train, PublicTest = validation, PrivateTest = test"
     expected_layout = ("fer2013.csv (emotion,pixels,Usage), or the image-folder copy's train/ and test/ "
                        "folders of <class>/*.jpg")
@@ -71,10 +73,8 @@ class Fer2013(FaceImageAdapter):
 
         top, layout = self.locate(root)
         if layout == "csv":
-            samples, skipped = self._index_csv(top, Path(cache_dir))
-            return IndexResult(*_drop_cross_split_copies(samples, skipped))
-        result = super().index(root, cache_dir)
-        return IndexResult(*_drop_cross_split_copies(result.samples, result.skipped))
+            return self.finish_index(IndexResult(*self._index_csv(top, Path(cache_dir))))
+        return super().index(root, cache_dir)  # which ends with finish_index
 
     def _index_csv(self, top: Path, cache_dir: Path) -> tuple[list[Sample], list[Skipped]]:
         table = parsed_csv(top / CSV_NAME, cache_dir)
@@ -206,25 +206,6 @@ class FerPlus(Fer2013):
         if column == "NF":
             return "FER+ majority is 'not a face'"
         return self.class_names.index(FERPLUS_CANONICAL[column])
-
-
-def _drop_cross_split_copies(samples: list[Sample], skipped: list[Skipped]) -> tuple[list[Sample], list[Skipped]]:
-    """Keep an image only in the latest split that holds it (test > val > train)."""
-    rank = {name: i for i, name in enumerate(SPLIT_ORDER)}
-    owner: dict[str, Sample] = {}
-    for s in samples:
-        digest = s.meta.get("sha256")
-        if digest and (digest not in owner or rank[s.meta["split"]] > rank[owner[digest].meta["split"]]):
-            owner[digest] = s
-    kept = []
-    for s in samples:
-        first = owner.get(s.meta.get("sha256"))
-        if first is not None and first.meta["split"] != s.meta["split"]:
-            skipped.append(Skipped(s.path, f"identical to {first.meta['split']} image {first.sample_id!r}; "
-                                           f"dropped so the splits share no image"))
-        else:
-            kept.append(s)
-    return kept, skipped
 
 
 def parsed_csv(path: Path, cache_dir: Path) -> dict:

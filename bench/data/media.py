@@ -61,7 +61,7 @@ class MediaAdapter(DatasetAdapter):
                 continue
             sample.meta["sha256"] = info["sha256"]
             samples.append(sample)
-        return IndexResult(samples, skipped)
+        return self.finish_index(IndexResult(samples, skipped))
 
     def deduplicate(self, samples: list[Sample]) -> list[Sample]:
         return samples

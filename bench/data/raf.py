@@ -3,7 +3,9 @@
 Layout (the ``basic/`` folder of the download): ``EmoLabel/list_patition_label.txt`` with lines
 ``train_00001.jpg 5`` and ``Image/aligned/train_00001_aligned.jpg`` (100x100 face crops, read as
 they are) or ``Image/original/train_00001.jpg`` (whole photos, detected and aligned by ``prepare``).
-RAF-DB has no subject ids, so the content-hash leakage check is the one that guards its splits.
+RAF-DB has no subject ids, so content hashes guard its splits: a training image identical to a
+test image is dropped from training and reported (the official test split stays whole), and the
+validation carve keeps identical images together.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class RafDb(FaceImageAdapter):
     name = "raf"
     class_names = BASIC7
     num_folds = 1
+    official_splits_fixed = True  # a training copy of a test image is dropped, not refused (base.py)
     protocol = "official train/test; validation = a stratified, seeded 10% of train"
     expected_layout = ("RAF-DB's basic folder: EmoLabel/list_patition_label.txt and Image/aligned/ "
                        "(or Image/original/)")

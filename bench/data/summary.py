@@ -2,7 +2,8 @@
 
 Indexes the dataset, counts classes and subjects, builds every fold's splits (so the leakage
 checks run and stop on an overlap), counts each split's classes (one warning per fold and split
-that lacks a class the dataset has) and lists every skipped file with its reason.
+that lacks a class the dataset has) and lists every skipped file with its reason, counting apart the
+training/validation copies of official test items that were dropped (``base.keep_official_splits_whole``).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def summarize(name: str, data_root: str | Path | None, cache_dir: Path, seed: in
         "splits": folds,
         "warnings": warnings,
         "skipped": [{"path": s.path, "reason": s.reason} for s in indexed.skipped],
+        "dropped_copies": [{"path": s.path, "reason": s.reason} for s in indexed.copies],
     }
 
 
@@ -68,6 +70,9 @@ def format_summary(summary: dict) -> str:
                 cells = "  ".join(f"{per_class[c]:>{w}}" for c, w in zip(summary["classes"], cols))
                 lines.append(f"    {name:<12}{cells}  {fold[split]:>5}")
     lines += [f"  warning: {w}" for w in summary.get("warnings", [])]
+    if summary.get("dropped_copies"):
+        lines.append(f"  dropped copies of official test items: {len(summary['dropped_copies'])} (training/validation "
+                     f"items identical to a test item; the official test split is kept whole; listed below)")
     lines.append(f"  skipped: {len(summary['skipped'])}")
     lines += [f"    {s['path']}: {s['reason']}" for s in summary["skipped"]]
     return "\n".join(lines)

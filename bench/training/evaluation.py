@@ -45,8 +45,10 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, *, split: str, cache_dir: Pa
     metrics["tta"] = cfg.data.tta
     metrics["samples"] = len(dataset)
     # every split's size: the leaderboard's paired test needs n_test / n_train (index is cached)
-    _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
+    _, indexed, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
     metrics["split_sizes"] = {name: len(samples) for name, samples in splits.items()}
+    if indexed.copies:  # train/val copies of items of a later official split, dropped (data.base)
+        metrics["split_sizes"]["dropped_copies"] = len(indexed.copies)
     if cfg.data.refit:  # it trained on train + val
         metrics["split_sizes"] = {**metrics["split_sizes"], "train": len(splits["train"]) + len(splits["val"]),
                                   "val": 0}
