@@ -122,6 +122,10 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     # Index and split once on the driver: generation/caching happens here, not in N racing trials,
     # and a leaky or malformed dataset stops the sweep before any trial starts.
     ready, indexed, _ = load_splits(dataset, 0, root, cache)
+    if indexed.copies:  # the official test split stays whole; its copies leave training (data.base)
+        print(f"Dropped {len(indexed.copies)} training/validation item(s) identical to an official test (or "
+              f"validation) item "
+              f"(`fer-bench data summary --dataset {dataset}` names them); the test split is unchanged.", flush=True)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
     run_name = name or f"{dataset}-{family.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(
@@ -380,12 +384,17 @@ def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str 
                             cache_dir=paths.cache_dir(cache_dir), data_root=paths.data_root(data_root))
 
 
-def leaderboard(results_dir: str | None = None) -> tuple[str, list[Path]]:
-    """Write leaderboard.md, .csv and .html (and plots/) from the records and published.yaml;
-    return the Markdown and the files written."""
+def leaderboard(results_dir: str | None = None, dataset: str | None = None) -> tuple[str, list[Path]]:
+    """Write leaderboard.md, .csv and .html (and plots/) from the records and published.yaml
+    (``dataset``: leaderboard-<dataset>.* of that dataset only); return the Markdown and the files
+    written. A results folder without records is an error, not an empty page."""
     from bench.reports.outputs import write_leaderboard
 
-    return write_leaderboard(paths.results_dir(results_dir))
+    results = paths.results_dir(results_dir)
+    if not load_records(results):
+        raise UserError(f"no records in {results / 'records.jsonl'}: run `fer-bench search face --dataset "
+                        f"synthetic --results-dir {results}` first, or point --results-dir at a results folder")
+    return write_leaderboard(results, dataset=dataset)
 
 
 def report(run: str, results_dir: str | None = None) -> list[Path]:

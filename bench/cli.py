@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv,html} (+ plots/) and print it")
     p.add_argument("--results-dir")
+    p.add_argument("--dataset", help="only this dataset's records: writes leaderboard-<dataset>.{md,csv,html}")
     p = sub.add_parser("reproduce", help="re-run one record's config, fold and seed; print old vs new metrics")
     p.add_argument("record_id", metavar="RECORD_ID", help="a record id (the leaderboard's `record ids` column)")
     p.add_argument("--results-dir")
@@ -256,7 +257,7 @@ def _benchmark(args) -> int:
 def _leaderboard(args) -> int:
     from bench import api
 
-    markdown, written = api.leaderboard(args.results_dir)
+    markdown, written = api.leaderboard(args.results_dir, dataset=args.dataset)
     print(markdown)
     pages, pngs = written[:3], written[3:]
     print("Wrote " + ", ".join(str(p) for p in pages) + (f" and {len(pngs)} plots in {pngs[0].parent}" if pngs else ""))

@@ -8,17 +8,22 @@ import math
 import re
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:110em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.2em .45em;text-align:left;vertical-align:top;max-width:26em}
 th{background:#f0f0f0;cursor:pointer;user-select:none;white-space:nowrap}
 th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
 tr.published td{color:#555;font-style:italic;background:#fafafa}
 tr.ours:nth-child(even) td{background:#f8fbff}
-p.legend,p.note{font-size:.85em;color:#444}
-figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
-figure img{max-width:36em;border:1px solid #ddd}
-figcaption{font-size:.85em;color:#444}
+td.details{position:relative;white-space:nowrap}
+td.details summary{cursor:pointer;color:#246}
+td.details details[open]>div{position:absolute;right:0;top:1.7em;z-index:2;width:34em;white-space:normal;
+  background:#fff;border:1px solid #999;padding:.5em;box-shadow:0 2px 6px rgba(0,0,0,.2);overflow-wrap:anywhere}
+p.legend,p.note{font-size:.85em;color:#444;max-width:80em}
+div.figures{display:flex;flex-wrap:wrap;gap:.5em 1em}
+figure{display:inline-block;vertical-align:top;margin:.5em 1em .5em 0}
+figure img{max-width:30em;border:1px solid #ddd}
+figcaption{font-size:.85em;color:#444;max-width:30em}
 code,pre{background:#f4f4f4;padding:.1em .3em}
 """
 
@@ -70,12 +75,23 @@ def _cell(cell) -> str:
     return f"<td{attr}>{inline(str(text))}</td>"
 
 
-def table(columns, rows: list[list], row_classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+def table(columns, rows: list[list], row_classes: list[str] | None = None,
+          details: list[str | None] | None = None) -> str:
+    """A sortable table; ``details`` (one text or None per row) adds a last column whose cell folds
+    the text away (a <details> element: one click opens it over the page, not in the column)."""
+    names = list(columns) + (["details"] if details else [])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
     classes = row_classes or [""] * len(rows)
-    body = "\n".join(f"<tr class='{cls}'>" + "".join(_cell(c) for c in cells) + "</tr>"
-                     for cells, cls in zip(rows, classes))
-    return f"<table class='sortable'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+    body = []
+    for i, (cells, cls) in enumerate(zip(rows, classes)):
+        tail = ""
+        if details:
+            text = details[i] if i < len(details) else None
+            tail = ("<td class='details' data-sort=''>" + (f"<details><summary>more</summary><div>"
+                    f"{html.escape(text)}</div></details>" if text else "") + "</td>")
+        body.append(f"<tr class='{cls}'>" + "".join(_cell(c) for c in cells) + tail + "</tr>")
+    body_html = "\n".join(body)
+    return f"<table class='sortable'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body_html}\n</tbody>\n</table>"
 
 
 def data_uri(png: bytes) -> str:

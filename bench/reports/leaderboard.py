@@ -14,20 +14,16 @@ from bench.results.record import Record, as_record, config_id
 METRICS = ("accuracy", "uar", "macro_f1")
 # Kinds that measure a configuration on its own dataset's test split; cross-corpus ones get their own table.
 MAIN_KINDS = {"search", "benchmark"}
-LEGEND = ("Legend: test metrics in % as mean ± std over n test runs (folds × seeds) of one configuration, "
-          "selected on validation data only; UAR = unweighted average recall; budget = the sweep's trials, "
-          "epochs and device time; ms = inference per sample at batch 1; commit/space = git commit and "
-          "search-space hash. Rows marked *published* come from papers: never ranked, their protocols differ; "
-          "⚠ = the paper selected on the test set, ? = the paper does not say; "
-          "unverified = the number was not checked against the paper's own text (source: issue or memory). "
-          "vs #1: each row measured on the same folds × seeds as its protocol's leader is compared with it by "
-          "the corrected resampled t-test of Nadeau & Bengio (2003) on the paired test UARs, whose variance "
-          "term (1/J + n_test/n_train) accounts for the overlap of training sets between folds and seeds (a "
-          "plain paired t-test overstates significance there, and a Wilcoxon test on 3-6 pairs cannot reach "
-          "p < 0.05); ≈ = not distinguishable from the leader at the 5 % level; not paired = no shared folds × "
-          "seeds. UAR 95 % CI = the mean's interval under the same corrected variance (records that do not store "
-          "their split sizes are given n_test/n_train = 1, which only widens it). record ids: what "
-          "`fer-bench reproduce ID` re-runs (the latest run; the CSV lists all).")
+# Short, below the tables; the test, the interval and the ranking rule are in docs/leaderboard.md.
+LEGEND = ("Legend: test metrics in %, mean ± std over n test runs (folds × seeds) of one configuration chosen on "
+          "validation data; UAR = unweighted average recall; ms = inference per sample at batch 1. Ranks restart "
+          "per protocol; configurations benchmarked on the protocol's full folds rank first. vs #1: p of the "
+          "corrected resampled t-test (Nadeau & Bengio 2003) against the leader on its folds × seeds; ≈ = not "
+          "distinguishable at the 5 % level; sweep only = seen only on the sweep's test run (listed below the "
+          "benchmarked rows); not paired = not measured on the leader's folds × seeds. *published* rows are "
+          "never ranked (⚠ = selected on test, ? = not stated, unverified = not checked in the paper's text). "
+          "Commit, space hash, selection rule and record ids are under each table; the CSV has every column. "
+          "Details: docs/leaderboard.md.")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -52,8 +48,12 @@ def key_hyperparameters(record: Record) -> str:
 def _repeats(records: list[Record]) -> list[Record]:
     """The test runs that count for one configuration: benchmark retrains when there are any (the
     designed folds x seeds), else the sweep's own test runs; one run per (fold, seed), the latest,
-    so a re-run replaces rather than double-counts."""
+    so a re-run replaces rather than double-counts. A refit and a train-only retrain of one
+    configuration measure different things: only the latest benchmark's kind counts."""
     bench = [r for r in records if r.kind == "benchmark"]
+    if bench:
+        refit = bool(bench[-1].config.get("data.refit"))
+        bench = [r for r in bench if bool(r.config.get("data.refit")) == refit]
     chosen = bench or records
     by_split = {_split_key(r): r for r in chosen}
     return list(by_split.values())
@@ -152,14 +152,41 @@ def _aggregate(rs: list[Record]) -> dict:
     row["test_train_ratio"] = _test_train_ratio(runs)
     interval = mean_interval(list(row["per_run"].values()), row["test_train_ratio"])
     row["uar_ci_low"], row["uar_ci_high"] = interval if interval else (None, None)
-    row["ids"] = [r.id for r in runs if r.id]
+    # every record of the configuration (the sweep's test run and the benchmark's repeats), oldest first
+    row["ids"] = list(dict.fromkeys(r.id for r in rs if r.id))
+    row["run_ids"] = [r.id for r in runs if r.id]  # the runs the numbers are the mean of
+    row["benchmarked"] = any(r.kind == "benchmark" for r in runs)
+    row["benchmark_runs"] = sorted({r.benchmark_run for r in runs if r.benchmark_run})
+    walls = {r.benchmark_run: r.benchmark_wall_seconds for r in runs
+             if r.benchmark_run and r.benchmark_wall_seconds is not None}
+    row["benchmark_wall_s"] = sum(walls.values()) if walls else None
+    row["dropped_copies"] = (latest.split_sizes or {}).get("dropped_copies")
     return row
 
 
+def _tiers(rows: list[dict], scope) -> None:
+    """Within ``scope(row)``, once any configuration was benchmarked: tier 0 = benchmarked on the
+    protocol's full folds (the most folds a benchmarked row of the scope has), 1 = benchmarked on
+    fewer folds, 2 = seen only on the sweep's test fold ("sweep only"). A lucky single run never
+    ranks above a configuration measured under the full protocol."""
+    full: dict = {}
+    for r in rows:
+        if r["benchmarked"]:
+            full[scope(r)] = max(full.get(scope(r), 0), r["folds"])
+    for r in rows:
+        if scope(r) not in full:
+            r["tier"] = 0  # nothing benchmarked here: the sweeps' runs rank among themselves
+        elif not r["benchmarked"]:
+            r["tier"] = 2
+        else:
+            r["tier"] = 0 if r["folds"] >= full[scope(r)] else 1
+
+
 def _rank(rows: list[dict], scope) -> None:
-    """Rank by mean test UAR (then accuracy) within ``scope(row)``: rows under different
-    protocols (or train/eval pairs) are never ranked against each other."""
-    rows.sort(key=lambda r: (scope(r), -r["uar"], -r["accuracy"]))
+    """Rank within ``scope(row)`` (rows under different protocols, or train/eval pairs, are never
+    ranked against each other): by tier (``_tiers``), then mean test UAR, then accuracy."""
+    _tiers(rows, scope)
+    rows.sort(key=lambda r: (scope(r), r["tier"], -r["uar"], -r["accuracy"]))
     counters: dict = defaultdict(int)
     for row in rows:
         counters[scope(row)] += 1
@@ -168,20 +195,22 @@ def _rank(rows: list[dict], scope) -> None:
 
 
 NOT_PAIRED = "not paired"
+SWEEP_ONLY = "sweep only"
 
 
 def _compare_with_leaders(rows: list[dict], scope) -> None:
     """Each row against the rank-1 row of its scope: a paired corrected t-test on the test UARs of
-    the (fold, seed) runs both have, when they were measured on exactly the same ones."""
+    the leader's (fold, seed) runs, for every row measured on all of them (at least two)."""
     leaders = {scope(r): r for r in rows if r["rank"] == 1}
     for row in rows:
         leader = leaders[scope(row)]
         if row is leader:
             row["p_vs_leader"], row["tied_with_leader"] = None, "leader"
             continue
-        splits = set(row["per_run"])
-        if len(splits) < 2 or splits != set(leader["per_run"]):
-            row["p_vs_leader"], row["tied_with_leader"] = NOT_PAIRED, NOT_PAIRED
+        splits = set(leader["per_run"])
+        if len(splits) < 2 or not splits <= set(row["per_run"]):
+            mark = SWEEP_ONLY if row["kinds"] == "search" else NOT_PAIRED
+            row["p_vs_leader"], row["tied_with_leader"] = mark, mark
             continue
         differences = [leader["per_run"][k] - row["per_run"][k] for k in sorted(splits)]
         ratios = [x for x in (row["test_train_ratio"], leader["test_train_ratio"]) if x is not None]
@@ -268,21 +297,10 @@ def _params(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.0f}k"
 
 
-def _ms(value) -> str:
+def format_ms(value) -> str:
     if value is None:
         return ""
     return f"{value:.2f}" if value < 10 else f"{value:.0f}"
-
-
-def _budget(row: dict) -> str:
-    parts = []
-    if row.get("trials") is not None:
-        parts.append(f"{row['trials']} trials")
-    if row.get("epochs") is not None:
-        parts.append(f"{row['epochs']} ep")
-    if row.get("device_s") is not None:
-        parts.append(f"{_duration(row['device_s'])} {row.get('device') or 'cpu'}")
-    return ", ".join(parts)
 
 
 _SELECTION_MARK = {"yes": " ⚠", "no": "", "not stated": " ?"}
@@ -312,7 +330,7 @@ def protocol_note(pub: dict, our_protocols: list[str], our_modality: str | None)
 
 
 MD_COLUMNS = ("rank", "model", "key hyperparameters", "acc %", "UAR %", "macro-F1 %", "UAR 95 % CI", "vs #1",
-              "n", "params", "ms", "budget", "errored", "selection", "commit", "space", "record ids")
+              "n", "params", "ms", "budget")
 
 
 def _interval(row: dict) -> tuple:
@@ -326,15 +344,42 @@ def _versus(row: dict) -> tuple:
     tied, p = row.get("tied_with_leader"), row.get("p_vs_leader")
     if tied == "leader":
         return ("leader", None)
-    if tied in (None, NOT_PAIRED):
-        return (NOT_PAIRED, None)
+    if tied in (None, NOT_PAIRED, SWEEP_ONLY):
+        return (tied or NOT_PAIRED, None)
     return (f"{'≈ ' if tied == 'yes' else ''}p={p:.2g}", p)
 
 
-def _ids(row: dict) -> str:
-    """The latest run's record id (what `fer-bench reproduce` takes); the CSV lists them all."""
+def provenance(row: dict) -> str:
+    """Where a row's numbers come from: one click away in the HTML page, a list under each Markdown
+    table, every field a column of the CSV."""
+    parts = [f"config {row['config_id']}", f"selection: {row['selection']}"]
+    if row.get("commit"):
+        parts.append(f"commit {row['commit']}")
+    if row.get("space_hash"):
+        parts.append(f"space {row['space_hash']}")
+    if row.get("run"):
+        parts.append(f"sweep {row['run']}")
+    if row.get("benchmark_runs"):
+        parts.append(f"benchmark {', '.join(row['benchmark_runs'])}")
+    if row.get("dropped_copies"):
+        parts.append(f"{row['dropped_copies']} training copies of test items dropped (official split kept whole)")
     ids = row.get("ids") or []
-    return "" if not ids else ids[-1] + (f" +{len(ids) - 1}" if len(ids) > 1 else "")
+    if ids:
+        # the latest run first: what `fer-bench reproduce ID` takes
+        parts.append(f"records ({len(ids)}): {', '.join(reversed(ids))}")
+    return "; ".join(parts)
+
+
+def _budget(row: dict) -> str:
+    parts = []
+    if row.get("trials") is not None:
+        errored = f" ({row['errored']} errored)" if row.get("errored") else ""
+        parts.append(f"{row['trials']} trials{errored}")
+    if row.get("epochs") is not None:
+        parts.append(f"{row['epochs']} ep")
+    if row.get("device_s") is not None:
+        parts.append(f"{_duration(row['device_s'])} {row.get('device') or 'cpu'}")
+    return ", ".join(parts)
 
 
 def _our_cells(row: dict, labels: dict[str, str]) -> list:
@@ -344,9 +389,7 @@ def _our_cells(row: dict, labels: dict[str, str]) -> list:
             (_pct(row, "accuracy"), row["accuracy"]), (_pct(row, "uar"), row["uar"]),
             (_pct(row, "macro_f1"), row["macro_f1"]), _interval(row), _versus(row), row["n"],
             (_params(row["params"]), row["params"]),
-            (_ms(row["inference_ms"]), row["inference_ms"]), (_budget(row), row.get("device_s")),
-            row.get("errored") or 0, row["selection"], row.get("commit") or "", row.get("space_hash") or "",
-            _ids(row)]
+            (format_ms(row["inference_ms"]), row["inference_ms"]), (_budget(row), row.get("device_s"))]
 
 
 def _published_value(pub: dict) -> str:
@@ -361,12 +404,13 @@ def _published_cells(pub: dict, number: int) -> list:
     for m in METRICS:
         text = _published_value(pub) if pub["metric"] == m else ""
         cells.append((text, pub["value"] / 100 if pub["metric"] == m else None))
-    return cells + ["", "not ranked", "—", "", "", "", "", "", "", "", ""]
+    return cells + ["", "not ranked", "—", "", "", ""]
 
 
 @dataclass
 class Section:
-    """One table, renderer-neutral: Markdown and HTML draw the same cells."""
+    """One table, renderer-neutral: Markdown and HTML draw the same cells. ``details`` holds each
+    row's provenance (None for published rows): a click away in HTML, a list under the Markdown table."""
     title: str
     intro: list[str]
     columns: tuple[str, ...]
@@ -374,10 +418,62 @@ class Section:
     row_classes: list[str]
     notes: list[str]
     key: tuple = ()
+    details: list[str | None] = field(default_factory=list)
+    detail_labels: list[str] = field(default_factory=list)  # "#1 fer_cnn": whose details a Markdown line is
+
+
+SUMMARY_COLUMNS = ("dataset", "family", "best configuration", "acc %", "UAR %", "n", "wall time",
+                   "best published / yardstick")
+
+
+def _wall(row: dict) -> tuple:
+    """The wall time behind a row's numbers: the sweep that found it, plus its benchmark."""
+    sweep, bench = row.get("wall_s"), row.get("benchmark_wall_s")
+    if sweep is None and bench is None:
+        return ("", None)
+    text = " + ".join(x for x in (_duration(sweep) and f"sweep {_duration(sweep)}",
+                                  _duration(bench) and f"benchmark {_duration(bench)}") if x)
+    return (text, (sweep or 0) + (bench or 0))
+
+
+def _yardstick(board: Leaderboard, dataset: str, row: dict) -> tuple:
+    """The best published number of the dataset (any protocol: read its row below), else chance."""
+    pubs = board.published_for(dataset)
+    if pubs:
+        best = max(pubs, key=lambda p: p["value"])
+        return (f"{_published_value(best)} {best['metric']}, {best['method'].split(' (')[0]} "
+                f"({_short_citation(best)}, {best['modality']})", best["value"] / 100)
+    classes = len(row.get("class_names") or []) or None
+    if classes:
+        return (f"chance: UAR {100 / classes:.1f} ({classes} classes; nothing published listed)", 1 / classes)
+    return ("—", None)
+
+
+def summary_section(board: Leaderboard) -> Section | None:
+    """The first table: per dataset and family, each protocol's leader and what it compares with."""
+    cells, details = [], []
+    for (dataset, modality), rows in board.tables.items():
+        labels = protocol_labels(rows)
+        for leader in (r for r in rows if r["rank"] == 1):
+            letter = f" [{labels[leader['protocol']]}]" if labels else ""
+            hyper = f" ({leader['hyperparameters']})" if leader["hyperparameters"] else ""
+            n = (f"{leader['n']}" + (" sweep only" if leader["kinds"] == "search" else ""), leader["n"])
+            cells.append([dataset, modality + letter, f"{leader['model']}{hyper}",
+                          (_pct(leader, "accuracy"), leader["accuracy"]), (_pct(leader, "uar"), leader["uar"]), n,
+                          _wall(leader), _yardstick(board, dataset, leader)])
+            details.append(f"protocol: {leader['protocol']}; " + provenance(leader))
+    if not cells:
+        return None
+    return Section("Summary", ["The leader of each dataset and search family (rank 1 of its table below)."],
+                   SUMMARY_COLUMNS, cells, ["ours"] * len(cells), [], ("summary",), details,
+                   [f"{c[0]} — {c[1]}" for c in cells])
 
 
 def sections(board: Leaderboard) -> list[Section]:
     out = []
+    summary = summary_section(board)
+    if summary:
+        out.append(summary)
     for (dataset, modality), rows in board.tables.items():
         labels = protocol_labels(rows)
         protocols = sorted({r["protocol"] for r in rows})
@@ -388,25 +484,30 @@ def sections(board: Leaderboard) -> list[Section]:
             intro = [f"Protocol: {protocols[0]}"]
         cells = [_our_cells(r, labels) for r in rows]
         classes = ["ours"] * len(rows)
+        details: list[str | None] = [provenance(r) for r in rows]
+        names = [f"#{r['rank']}{labels.get(r['protocol'], '')} {r['model']}" for r in rows]
         notes = []
         for number, pub in enumerate(board.published_for(dataset), 1):
             cells.append(_published_cells(pub, number))
             classes.append("published")
+            details.append(None)
             notes.append(_published_note(pub, number, protocols, modality))
         notes += [pareto_note(r) for r in rows if r.get("pareto")]
-        out.append(Section(f"{dataset} — {modality}", intro, MD_COLUMNS, cells, classes, notes, (dataset, modality)))
+        out.append(Section(f"{dataset} — {modality}", intro, MD_COLUMNS, cells, classes, notes, (dataset, modality),
+                           details, names))
     if board.cross_corpus:
         columns = ("rank", "train", "eval", "shared classes", "model", "key hyperparameters", "acc %", "UAR %",
-                   "macro-F1 %", "UAR 95 % CI", "vs #1", "n", "commit", "record ids")
+                   "macro-F1 %", "UAR 95 % CI", "vs #1", "n")
         cells = [[(str(r["rank"]), r["rank"]), r["dataset"], r["eval_dataset"], ", ".join(r["shared_classes"]),
                   r["model"], r["hyperparameters"] or "—", (_pct(r, "accuracy"), r["accuracy"]),
                   (_pct(r, "uar"), r["uar"]), (_pct(r, "macro_f1"), r["macro_f1"]), _interval(r), _versus(r),
-                  r["n"], r.get("commit") or "", _ids(r)]
+                  r["n"]]
                  for r in board.cross_corpus]
         out.append(Section("Cross-corpus", [
             "Trained on one dataset (selected on its validation data), tested on another dataset's classes that "
             "both share; ranked only within one train → eval pair."], columns, cells,
-            ["ours"] * len(cells), [], ("cross_corpus",)))
+            ["ours"] * len(cells), [], ("cross_corpus",), [provenance(r) for r in board.cross_corpus],
+            [f"#{r['rank']} {r['dataset']} → {r['eval_dataset']} {r['model']}" for r in board.cross_corpus]))
     elsewhere = board.published_elsewhere()
     if elsewhere:
         columns = ("dataset", "modality", "paper", "method", "metric", "value %", "protocol", "selected on test",
@@ -446,16 +547,14 @@ def _text(cell) -> str:
 
 def to_markdown(tables: dict[tuple[str, str], list[dict]] | Leaderboard,
                 plots: dict[tuple, list[tuple[str, str]]] | None = None) -> str:
-    """The leaderboard as Markdown; ``plots`` maps a section key to (caption, relative path) links."""
+    """The leaderboard as Markdown (the summary first, the legend last); ``plots`` maps a section
+    key to (caption, relative path) links."""
     board = tables if isinstance(tables, Leaderboard) else Leaderboard(tables)
+    out = ["# fer-bench leaderboard", ""]
     if not board.tables and not board.cross_corpus:
-        head = ["# fer-bench leaderboard", "",
-                "No results yet: run `fer-bench search face --dataset synthetic`.", ""]
+        out += ["No results yet: run `fer-bench search face --dataset synthetic`.", ""]
         if not board.published:
-            return "\n".join(head)
-    else:
-        head = ["# fer-bench leaderboard", "", LEGEND, ""]
-    out = list(head)
+            return "\n".join(out)
     for section in sections(board):
         out += [f"## {section.title}", ""]
         for line in section.intro:
@@ -467,9 +566,16 @@ def to_markdown(tables: dict[tuple[str, str], list[dict]] | Leaderboard,
         out.append("")
         for note in section.notes:
             out += [note, ""]
+        listed = [(label, text) for label, text in zip(section.detail_labels, section.details) if text]
+        if listed:  # GitHub and most viewers fold a <details> block; plain viewers show the list
+            out += ["<details><summary>Provenance: commit, space hash, selection rule, record ids</summary>", ""]
+            out += [f"- {label}: {text}" for label, text in listed]
+            out += ["", "</details>", ""]
         links = (plots or {}).get(section.key, [])
         if links:
             out += ["Plots: " + " · ".join(f"[{caption}]({path})" for caption, path in links), ""]
+    if board.tables or board.cross_corpus:
+        out += [LEGEND, ""]
     return "\n".join(out)
 
 
@@ -481,7 +587,8 @@ CSV_COLUMNS = ("dataset", "modality", "protocol", "rank", "model", "hyperparamet
                "table", "folds", "seeds", "kinds", "device", "eval_dataset", "shared_classes",
                "paper", "year", "selected_on_test", "source",
                "uar_ci_low", "uar_ci_high", "p_vs_leader", "tied_with_leader", "test_train_ratio", "record_ids",
-               "verified", "note", "url")
+               "verified", "note", "url",
+               "run", "benchmark_runs", "benchmark_wall_s", "dropped_copies", "run_ids")
 
 
 def _csv_value(value):
@@ -514,16 +621,21 @@ def to_csv(tables: dict[tuple[str, str], list[dict]] | Leaderboard) -> str:
 
 def to_html(board: Leaderboard, images: dict[tuple, list[tuple[str, bytes]]] | None = None,
             title: str = "fer-bench leaderboard") -> str:
-    """A self-contained page: sortable tables, plots embedded as data: URIs, no network needed."""
+    """A self-contained page: the summary first, sortable tables whose provenance folds into a
+    details cell, plots embedded as data: URIs, the legend last; no network needed."""
     from bench.reports.html_page import figure, inline, page, table
 
-    parts = [f"<h1>{html.escape(title)}</h1>", f"<p class='legend'>{inline(LEGEND)}</p>"]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
     if not board.tables and not board.cross_corpus:
         parts.append("<p>No results yet: run <code>fer-bench search face --dataset synthetic</code>.</p>")
     for section in sections(board):
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts += [f"<p>{html.escape(line)}</p>" for line in section.intro]
-        parts.append(table(section.columns, section.rows, section.row_classes))
+        parts.append(table(section.columns, section.rows, section.row_classes, details=section.details or None))
         parts += [f"<p class='note'>{html.escape(note)}</p>" for note in section.notes]
-        parts += [figure(png, caption) for caption, png in (images or {}).get(section.key, [])]
+        figures = [figure(png, caption) for caption, png in (images or {}).get(section.key, [])]
+        if figures:
+            parts.append("<div class='figures'>" + "".join(figures) + "</div>")
+    if board.tables or board.cross_corpus:
+        parts.append(f"<p class='legend'>{inline(LEGEND)}</p>")
     return page(title, "\n".join(parts))

@@ -82,7 +82,8 @@ def leaderboard_plots(board: lb.Leaderboard, records: list[Record], results_dir:
             if leader.get("run") in by_run:
                 figures += sweep_plots(by_run[leader["run"]], results_dir, f"{prefix}-leader")
         timed = [r for r in rows if r.get("inference_ms") is not None]
-        if timed:
+        # a trade-off needs two configurations whose latency differs as the table shows it
+        if len({lb.format_ms(r["inference_ms"]) for r in timed}) >= 2:
             names = [f"{r['model']} #{r['rank']}{labels.get(r['protocol'], '')}" for r in timed]
             figures.append(("test UAR vs inference latency, Pareto front", f"{_slug(dataset, modality)}-pareto.png",
                             plots.pareto_png(names,
@@ -93,11 +94,25 @@ def leaderboard_plots(board: lb.Leaderboard, records: list[Record], results_dir:
     return out
 
 
-def write_leaderboard(results_dir: Path, published_path: Path | None = None) -> tuple[str, list[Path]]:
-    """leaderboard.md (plots linked), .csv and a self-contained .html (plots embedded)."""
+def _only_dataset(records: list[Record], published: list[dict], dataset: str, results_dir: Path):
+    """The records and published rows of one dataset (cross-corpus ones trained or tested on it)."""
+    mine = [r for r in records if dataset in (r.dataset, r.eval_dataset)]
+    if not mine:
+        known = sorted({str(r.dataset) for r in records if r.dataset})
+        raise UserError(f"no records of dataset {dataset!r} in {results_dir / 'records.jsonl'}; "
+                        f"recorded datasets: {', '.join(known)}")
+    return mine, [p for p in published if p["dataset"] == dataset]
+
+
+def write_leaderboard(results_dir: Path, published_path: Path | None = None,
+                      dataset: str | None = None) -> tuple[str, list[Path]]:
+    """leaderboard.md (plots linked), .csv and a self-contained .html (plots embedded); with
+    ``dataset``, leaderboard-<dataset>.* of that dataset's records only."""
     results_dir = Path(results_dir)
     records = load_records(results_dir)
     published = load_published(published_path or results_dir / PUBLISHED_FILE)
+    if dataset:
+        records, published = _only_dataset(records, published, dataset, results_dir)
     board = lb.build_leaderboard(records, published)
     figures = leaderboard_plots(board, records, results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -111,8 +126,10 @@ def write_leaderboard(results_dir: Path, published_path: Path | None = None) -> 
     links = {key: [(caption, f"plots/{name}") for caption, name, _ in fs] for key, fs in figures.items()}
     images = {key: [(caption, png) for caption, _, png in fs] for key, fs in figures.items()}
     markdown = lb.to_markdown(board, links)
-    files = {"leaderboard.md": markdown, "leaderboard.csv": lb.to_csv(board),
-             "leaderboard.html": lb.to_html(board, images)}
+    stem = f"leaderboard-{_slug(dataset)}" if dataset else "leaderboard"
+    files = {f"{stem}.md": markdown, f"{stem}.csv": lb.to_csv(board),
+             f"{stem}.html": lb.to_html(board, images, title=f"fer-bench leaderboard: {dataset}" if dataset
+                                        else "fer-bench leaderboard")}
     for name, text in files.items():
         (results_dir / name).write_text(text)
     return markdown, [results_dir / name for name in files] + written

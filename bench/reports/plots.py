@@ -9,7 +9,7 @@ import io
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from bench.sweep.trials import COMPLETED, ERRORED, STOPPED, TrialHistory
 
@@ -117,10 +117,20 @@ def pareto_png(labels: list[str], latency_ms: list[float], scores: list[float], 
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     if latency_ms and min(latency_ms) > 0 and max(latency_ms) / min(latency_ms) > 20:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    # plain numbers: no offset ("+2.498") or scientific factor that makes ticks unreadable
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
     ax.set_xlabel("inference ms per sample (batch 1)")
     ax.set_ylabel(score_name)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.1)  # room for the point labels
+    low, high = min(scores, default=0), max(scores, default=0)
+    if high - low < 2:  # scores a fraction of a point apart: show them on a 2-point axis, not a magnified one
+        middle = (low + high) / 2
+        ax.set_ylim(middle - 1.2, middle + 1.2)
     ax.legend(fontsize=8, loc="best")
     return _png(fig)

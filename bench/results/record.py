@@ -42,12 +42,17 @@ def record_id(content: dict) -> str:
 # Config keys that vary between repeats of one configuration (fold, seed, where files live), not
 # between configurations.
 REPEAT_KEYS = {"train.seed", "data.fold", "data.data_root", "data.cache_dir", "train.num_workers"}
+# Keys only a benchmark's refit adds (``sweep.benchmark.refit_config``): retraining on train + val,
+# stopped at the epoch the sweep's validation peaked at. The refit repeats the configuration the
+# sweep found, so its records and the sweep's are one configuration (one leaderboard row).
+REFIT_KEYS = {"data.refit", "train.stop_epoch"}
 
 
 def config_id(flat: dict) -> str:
-    """One configuration's id across its repeats: what the leaderboard groups records by and the
-    benchmark dedupes its top-k by."""
-    kept = {k: v for k, v in flat.items() if k not in REPEAT_KEYS}
+    """One configuration's id across its repeats (folds, seeds, the benchmark's refit): what the
+    leaderboard groups records by and the benchmark dedupes its top-k by. It hashes the config
+    alone, so ids of stored records never change."""
+    kept = {k: v for k, v in flat.items() if k not in REPEAT_KEYS and k not in REFIT_KEYS}
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
