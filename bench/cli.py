@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir")
     p.add_argument("--dataset", help="only this dataset's records: writes leaderboard-<dataset>.{md,csv,html}")
     p = sub.add_parser("reproduce", help="re-run one record's config, fold and seed; print old vs new metrics")
-    p.add_argument("record_id", metavar="RECORD_ID", help="a record id (the leaderboard's `record ids` column)")
+    p.add_argument("record_id", metavar="RECORD_ID",
+                   help="a record id (the leaderboard's provenance, or leaderboard.csv's record_ids)")
     p.add_argument("--results-dir")
     p.add_argument("--cache-dir")
     p.add_argument("--data-root", help="where the record's data is now (default: where it was)")

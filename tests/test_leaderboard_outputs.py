@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import struct
@@ -145,3 +146,36 @@ def test_malformed_published_row_names_the_row_and_field(tmp_path):
 def test_pareto_front_keeps_points_nothing_beats_on_both_latency_and_score():
     points = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (4.0, 70.0)]
     assert pareto_front(points) == [3, 0, 1, 4]
+
+
+def test_leaderboard_of_an_empty_folder_or_an_unrecorded_dataset_is_one_sentence_and_exit_2(tmp_path, capsys):
+    from bench.cli import main
+
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "no records in" in err and err.strip().count("\n") == 0 and "Traceback" not in err
+    assert not (tmp_path / "none" / "leaderboard.md").exists()
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copy(GOLDEN / "records.jsonl", results / "records.jsonl")
+    assert main(["leaderboard", "--results-dir", str(results), "--dataset", "raf"]) == 2
+    err = capsys.readouterr().err
+    assert "no records of dataset 'raf'" in err and "toyfaces" in err and err.strip().count("\n") == 0
+    assert main(["leaderboard", "--results-dir", str(results), "--dataset", "toyfaces"]) == 0
+    assert (results / "leaderboard-toyfaces.md").is_file() and not (results / "leaderboard.md").exists()
+
+
+def test_pareto_plot_only_when_two_configurations_differ_in_latency(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    lines = [json.loads(line) for line in (GOLDEN / "records.jsonl").read_text().splitlines() if line.strip()]
+    for r in lines:  # the same latency as the table prints it (2.50): nothing to trade off
+        r["inference_ms_per_sample"] = 2.4982 if r["model"] == "fer_cnn" else 2.5002
+    (results / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _, files = write_leaderboard(results, published_path=GOLDEN / "published.yaml")
+    assert not any("pareto" in f.name for f in files)
+    for r in lines:
+        r["inference_ms_per_sample"] = 1.0 if r["model"] == "fer_cnn" else 2.5
+    (results / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _, files = write_leaderboard(results, published_path=GOLDEN / "published.yaml")
+    assert [f.name for f in files if "pareto" in f.name] == ["toyfaces-face-pareto.png"]

@@ -109,8 +109,8 @@ def reproduce(records: list[Record], record_id: str, *, cache_dir: Path, data_ro
 
     record = find_record(records, record_id)
     if record is None:
-        raise UserError(f"no record with id {record_id!r}; the ids are in the leaderboard's `record ids` column "
-                        f"and leaderboard.csv's record_ids")
+        raise UserError(f"no record with id {record_id!r}; the ids are in the leaderboard's provenance (each "
+                        f"row's `more`) and leaderboard.csv's record_ids")
     if record.kind not in REPRODUCIBLE_KINDS or not record.config:
         raise UserError(f"record {record_id!r} is a {record.kind!r} record; reproduce re-runs trained "
                         f"records ({', '.join(REPRODUCIBLE_KINDS)}): reproduce the one it evaluated")
