@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import paths
 from bench.data import get_adapter, load_splits
+from bench.data.base import describe_copies
 from bench.errors import UserError
 from bench.families import Preparation, SearchFamily, get_family
 from bench.results.record import Record
@@ -123,9 +124,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     # and a leaky or malformed dataset stops the sweep before any trial starts.
     ready, indexed, _ = load_splits(dataset, 0, root, cache)
     if indexed.copies:  # the official test split stays whole; its copies leave training (data.base)
-        print(f"Dropped {len(indexed.copies)} training/validation item(s) identical to an official test (or "
-              f"validation) item "
-              f"(`fer-bench data summary --dataset {dataset}` names them); the test split is unchanged.", flush=True)
+        print(describe_copies(indexed.copies, dataset), flush=True)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
     run_name = name or f"{dataset}-{family.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = tune_backend.SweepSettings(

@@ -75,3 +75,10 @@ def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, 
     assert all("val" not in r for r in refits)
     # each fold trained on train + val
     assert all(r["split_sizes"]["train"] > search["split_sizes"]["train"] for r in refits if r["fold"] == 0)
+    # the scenario: the sweep's test run and the refit repeats of its configuration are one row
+    from bench.reports.leaderboard import build_rows
+    from bench.results.store import load_records
+
+    rows = build_rows(load_records(results))[("synthetic", "face")]
+    assert len(rows) == 1 and (rows[0]["n"], rows[0]["kinds"]) == (5, "benchmark")
+    assert rows[0]["ids"] == [r["id"] for r in records]  # the sweep's record and all five repeats

@@ -12,7 +12,7 @@ import pytest
 
 from bench.cli import main
 from bench.data import DATASETS, get_adapter, load_splits
-from bench.data.base import CANONICAL_EMOTIONS, LeakageError
+from bench.data.base import CANONICAL_EMOTIONS, LeakageError, describe_copies
 from bench.data.ckplus import CkPlus
 from bench.data.summary import summarize
 from bench.errors import UserError
@@ -154,6 +154,9 @@ def test_raf_training_copy_of_a_test_image_is_dropped_and_named_and_test_stays_w
     out = capsys.readouterr().out
     assert "dropped copies of official test items: 1" in out
     assert "train_00001_aligned.jpg: identical to test item 'Image/aligned/test_00001_aligned.jpg'" in out
+    line = describe_copies(indexed.copies, "raf")  # what a sweep prints before it starts
+    assert line.startswith("Dropped 1 training/validation item(s)") and "train_00001_aligned.jpg" in line
+    assert describe_copies([], "raf") is None
 
 
 def test_every_dataset_with_an_official_split_keeps_its_test_split_whole():

@@ -262,6 +262,18 @@ def keep_official_splits_whole(result: IndexResult) -> IndexResult:
     return IndexResult(kept, [*result.skipped, *copies], [*result.copies, *copies])
 
 
+def describe_copies(copies: list[Skipped], dataset: str, shown: int = 3) -> str | None:
+    """One line for a sweep's output: how many copies of official test items left training, the
+    first few by name, and where the full list is; None when there were none."""
+    if not copies:
+        return None
+    names = "; ".join(f"{c.path} ({c.reason.split(';')[0]})" for c in copies[:shown])
+    more = f"; and {len(copies) - shown} more" if len(copies) > shown else ""
+    return (f"Dropped {len(copies)} training/validation item(s) identical to an official test (or validation) "
+            f"item, so the official split stays whole: {names}{more} (`fer-bench data summary --dataset "
+            f"{dataset}` lists them).")
+
+
 def file_hash(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

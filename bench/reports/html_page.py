@@ -15,6 +15,7 @@ th{background:#f0f0f0;cursor:pointer;user-select:none;white-space:nowrap}
 th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
 tr.published td{color:#555;font-style:italic;background:#fafafa}
 tr.ours:nth-child(even) td{background:#f8fbff}
+td.num{white-space:nowrap}
 td.details{position:relative;white-space:nowrap}
 td.details summary{cursor:pointer;color:#246}
 td.details details[open]>div{position:absolute;right:0;top:1.7em;z-index:2;width:34em;white-space:normal;
@@ -67,7 +68,7 @@ def inline(text: str) -> str:
 def _cell(cell) -> str:
     text, sort = cell if isinstance(cell, tuple) else (cell, cell)
     if isinstance(sort, (int, float)) and not isinstance(sort, bool) and math.isfinite(sort):
-        attr = f" data-sort='{sort:.10g}'"
+        attr = f" class='num' data-sort='{sort:.10g}'"  # a number ("29.0 ± 3.1") never wraps
     elif sort is None:
         attr = " data-sort=''"
     else:
@@ -77,8 +78,9 @@ def _cell(cell) -> str:
 
 def table(columns, rows: list[list], row_classes: list[str] | None = None,
           details: list[str | None] | None = None) -> str:
-    """A sortable table; ``details`` (one text or None per row) adds a last column whose cell folds
-    the text away (a <details> element: one click opens it over the page, not in the column)."""
+    """A sortable table; ``details`` (one text or None per row, facts separated by " · ") adds a last
+    column whose cell folds the text away (a <details> element: one click opens it over the page,
+    not in the column)."""
     names = list(columns) + (["details"] if details else [])
     head = "".join(f"<th>{html.escape(c)}</th>" for c in names)
     classes = row_classes or [""] * len(rows)
@@ -87,8 +89,9 @@ def table(columns, rows: list[list], row_classes: list[str] | None = None,
         tail = ""
         if details:
             text = details[i] if i < len(details) else None
-            tail = ("<td class='details' data-sort=''>" + (f"<details><summary>more</summary><div>"
-                    f"{html.escape(text)}</div></details>" if text else "") + "</td>")
+            lines = "<br>".join(html.escape(part) for part in (text or "").split(" · "))  # one fact a line
+            tail = ("<td class='details' data-sort=''>" + (f"<details><summary>more</summary><div>{lines}</div>"
+                    f"</details>" if text else "") + "</td>")
         body.append(f"<tr class='{cls}'>" + "".join(_cell(c) for c in cells) + tail + "</tr>")
     body_html = "\n".join(body)
     return f"<table class='sortable'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body_html}\n</tbody>\n</table>"

@@ -367,7 +367,7 @@ def provenance(row: dict) -> str:
     if ids:
         # the latest run first: what `fer-bench reproduce ID` takes
         parts.append(f"records ({len(ids)}): {', '.join(reversed(ids))}")
-    return "; ".join(parts)
+    return " · ".join(parts)
 
 
 def _budget(row: dict) -> str:
@@ -461,7 +461,7 @@ def summary_section(board: Leaderboard) -> Section | None:
             cells.append([dataset, modality + letter, f"{leader['model']}{hyper}",
                           (_pct(leader, "accuracy"), leader["accuracy"]), (_pct(leader, "uar"), leader["uar"]), n,
                           _wall(leader), _yardstick(board, dataset, leader)])
-            details.append(f"protocol: {leader['protocol']}; " + provenance(leader))
+            details.append(f"protocol: {leader['protocol']} · " + provenance(leader))
     if not cells:
         return None
     return Section("Summary", ["The leader of each dataset and search family (rank 1 of its table below)."],
@@ -485,7 +485,7 @@ def sections(board: Leaderboard) -> list[Section]:
         cells = [_our_cells(r, labels) for r in rows]
         classes = ["ours"] * len(rows)
         details: list[str | None] = [provenance(r) for r in rows]
-        names = [f"#{r['rank']}{labels.get(r['protocol'], '')} {r['model']}" for r in rows]
+        names = [f"#{r['rank']}" + (f" [{labels[r['protocol']]}]" if labels else "") + f" {r['model']}" for r in rows]
         notes = []
         for number, pub in enumerate(board.published_for(dataset), 1):
             cells.append(_published_cells(pub, number))
