@@ -102,7 +102,7 @@ def test_plots_are_valid_pngs_linked_from_markdown_and_embedded_in_html(written)
     results, markdown, files = written
     pngs = [f for f in files if f.suffix == ".png"]
     assert {p.name for p in pngs} == {"toyfaces-face-A-confusion.png", "toyfaces-face-B-confusion.png",
-                                      "toyfaces-face-pareto.png"}
+                                      "toyfaces-face-A-pareto.png"}  # protocol B has one configuration
     for path in pngs:
         data = path.read_bytes()
         width, height = png_size(data)
@@ -178,4 +178,4 @@ def test_pareto_plot_only_when_two_configurations_differ_in_latency(tmp_path):
         r["inference_ms_per_sample"] = 1.0 if r["model"] == "fer_cnn" else 2.5
     (results / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     _, files = write_leaderboard(results, published_path=GOLDEN / "published.yaml")
-    assert [f.name for f in files if "pareto" in f.name] == ["toyfaces-face-pareto.png"]
+    assert [f.name for f in files if "pareto" in f.name] == ["toyfaces-face-A-pareto.png"]

@@ -68,7 +68,9 @@ def inline(text: str) -> str:
 def _cell(cell) -> str:
     text, sort = cell if isinstance(cell, tuple) else (cell, cell)
     if isinstance(sort, (int, float)) and not isinstance(sort, bool) and math.isfinite(sort):
-        attr = f" class='num' data-sort='{sort:.10g}'"  # a number ("29.0 ± 3.1") never wraps
+        # a short number ("29.0 ± 3.1") never wraps; a longer text with a number to sort by may
+        nowrap = " class='num'" if len(str(text)) <= 16 else ""
+        attr = f"{nowrap} data-sort='{sort:.10g}'"
     elif sort is None:
         attr = " data-sort=''"
     else:

@@ -81,14 +81,20 @@ def leaderboard_plots(board: lb.Leaderboard, records: list[Record], results_dir:
                                                     f"{dataset} — {leader['model']} (n={leader['n']})")))
             if leader.get("run") in by_run:
                 figures += sweep_plots(by_run[leader["run"]], results_dir, f"{prefix}-leader")
-        timed = [r for r in rows if r.get("inference_ms") is not None]
-        # a trade-off needs two configurations whose latency differs as the table shows it
-        if len({lb.format_ms(r["inference_ms"]) for r in timed}) >= 2:
-            names = [f"{r['model']} #{r['rank']}{labels.get(r['protocol'], '')}" for r in timed]
-            figures.append(("test UAR vs inference latency, Pareto front", f"{_slug(dataset, modality)}-pareto.png",
-                            plots.pareto_png(names,
+        # one trade-off per protocol (test scores under different protocols do not compare), drawn
+        # when two configurations differ in latency as the table prints it
+        for protocol in sorted({r["protocol"] for r in rows}):
+            timed = [r for r in rows if r["protocol"] == protocol and r.get("inference_ms") is not None]
+            if len({lb.format_ms(r["inference_ms"]) for r in timed}) < 2:
+                continue
+            letter = labels.get(protocol, "")
+            under = f" under protocol [{letter}]" if letter else ""
+            figures.append((f"test UAR vs inference latency, Pareto front{under}",
+                            f"{_slug(dataset, modality, letter)}-pareto.png",
+                            plots.pareto_png([f"{r['model']} #{r['rank']}" for r in timed],
                                              [float(r["inference_ms"]) for r in timed],
-                                             [100 * r["uar"] for r in timed], f"{dataset} — {modality}")))
+                                             [100 * r["uar"] for r in timed],
+                                             f"{dataset} — {modality}{under}")))
         if figures:
             out[key] = figures
     return out
