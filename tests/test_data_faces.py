@@ -152,7 +152,7 @@ def test_raf_training_copy_of_a_test_image_is_dropped_and_named_and_test_stays_w
     assert main(["data", "summary", "--dataset", "raf", "--data-root", str(root),
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
-    assert "dropped copies of official test items: 1" in out
+    assert "dropped copies of official test (or validation) items: 1" in out
     assert "train_00001_aligned.jpg: identical to test item 'Image/aligned/test_00001_aligned.jpg'" in out
     line = describe_copies(indexed.copies, "raf")  # what a sweep prints before it starts
     assert line.startswith("Dropped 1 training/validation item(s)") and "train_00001_aligned.jpg" in line

@@ -71,8 +71,8 @@ def format_summary(summary: dict) -> str:
                 lines.append(f"    {name:<12}{cells}  {fold[split]:>5}")
     lines += [f"  warning: {w}" for w in summary.get("warnings", [])]
     if summary.get("dropped_copies"):
-        lines.append(f"  dropped copies of official test items: {len(summary['dropped_copies'])} (training/validation "
-                     f"items identical to a test item; the official test split is kept whole; listed below)")
+        lines.append(f"  dropped copies of official test (or validation) items: {len(summary['dropped_copies'])} "
+                     f"(identical to an item of a later official split; that split is kept whole; listed below)")
     lines.append(f"  skipped: {len(summary['skipped'])}")
     lines += [f"    {s['path']}: {s['reason']}" for s in summary["skipped"]]
     return "\n".join(lines)
