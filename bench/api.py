@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -48,6 +48,7 @@ class SweepPlan:
     time_budget_s: float | None
     estimate: object | None  # budget.SweepEstimate, when one was made
     called: float  # when the command began: the time budget is the whole command's
+    init_added: list = field(default_factory=list)  # --init references (the sweep meta keeps them)
 
 
 @dataclass
@@ -67,17 +68,18 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
            objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
-           estimate: bool = True) -> SearchResult:
+           estimate: bool = True, init: list[str] | None = None) -> SearchResult:
     """Run a sweep of the search family ``modality`` (or, with ``resume``, continue the one named
     ``name``), pick the best trial on validation, test it once and record the result.
     ``time_budget`` (``30m``, ``2h``, seconds) stops the sweep cleanly after that long (default:
     the space's ``budget.time_budget``); ``estimate`` prints the expected duration from a measured
-    epoch first."""
+    epoch first. ``init``: ``model.init`` references added to the space's (``--init``)."""
     plan = plan_search(modality, dataset, space_path=space_path, samples=samples, max_epochs=max_epochs,
                        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, storage=storage,
                        name=name, address=address, seed=seed, data_root=data_root, cache_dir=cache_dir,
                        results_dir=results_dir, verbose=verbose, resume=resume, objective=objective,
-                       workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate)
+                       workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate,
+                       init=init)
     fitted = fit_sweep(plan)
     record = record_search(plan, fitted)
     return SearchResult(record, plan.run_path, fitted.outcome.errors)
@@ -88,11 +90,11 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
                 name: str | None, address: str | None, seed: int, data_root: str | None,
                 cache_dir: str | None, results_dir: str | None, verbose: int, resume: bool,
                 objective: str | None, workers_per_trial: int, time_budget: str | float | None,
-                estimate: bool) -> SweepPlan:
+                estimate: bool, init: list[str] | None = None) -> SweepPlan:
     """Check the request, load and resolve the space against the data and the models, and settle
     the Tune settings; a resumed sweep takes its budget and resolution from its first run. Every
     mistake found here stops the command before Ray starts."""
-    from bench.sweep import feasibility, tune_backend
+    from bench.sweep import feasibility, init_refs, tune_backend
     from bench.sweep.budget import parse_duration
 
     called = time.time()
@@ -156,23 +158,31 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     # No infeasible trial: values this dataset/model cannot run leave the space before Ray starts;
     # a resumed sweep re-applies what its first run removed (same space, same hash).
+    # --init REF: more model.init choices (a resume takes its first run's, kept in the sweep meta)
+    init = list(meta.get("init_added") or []) if resume else list(init or [])
+    space = init_refs.add_refs(space, init)
     if resume:
         removals = [feasibility.Removal.from_dict(r) for r in meta.get("resolution", [])]
         resolution = feasibility.Resolution(feasibility.apply(space, removals), tuple(removals))
     else:
         context = feasibility.Context(family.model_modality, ready, indexed.samples,
-                                      data_root=Path(root) if root else None, cache_dir=cache)
+                                      data_root=Path(root) if root else None, cache_dir=cache,
+                                      results_dir=results)
         resolution = feasibility.resolve(space, context, extra_fixed=extra_fixed)
     space = resolution.space
     if resolution.line(dataset):
         print(resolution.line(dataset), flush=True)
+    # best:<dataset>/<family> -> the leader's checkpoint folder now, so trials, benchmark and
+    # reproduce all start from these weights
+    space = init_refs.pin(space, results)
+    resolution = replace(resolution, space=space)
     sweep_estimate = None
     if estimate and not resume:
         sweep_estimate = _print_estimate(space, settings, extra_fixed, cache, root, address)
     return SweepPlan(family=family, dataset=dataset, adapter=adapter, space=space, settings=settings,
                      run_path=run_path, extra_fixed=extra_fixed, resolution=resolution, cache=cache,
                      results=results, root=root, resume=resume, seed=seed, address=address,
-                     time_budget_s=time_budget_s, estimate=sweep_estimate, called=called)
+                     time_budget_s=time_budget_s, estimate=sweep_estimate, called=called, init_added=init)
 
 
 def fit_sweep(plan: SweepPlan) -> FittedSweep:
@@ -199,6 +209,7 @@ def fit_sweep(plan: SweepPlan) -> FittedSweep:
             "seed": settings.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resolution": plan.resolution.to_meta(), "time_budget_s": plan.time_budget_s,
             "estimate": plan.estimate.to_dict() if plan.estimate else None,
+            **({"init_added": plan.init_added} if plan.init_added else {}),
         })
     fit_start = time.time()
     result_grid = tuner.fit()
@@ -224,7 +235,7 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
     cpus_per_trial, gpus_per_trial = settings.cpus_per_trial, settings.gpus_per_trial
     multi = bool(settings.extra_objectives)
     record = Record(
-        kind="search", **_test_fields(plan.adapter, outcome.best_config, test),
+        kind="search", **_test_fields(plan.adapter, outcome.best_config, test, plan.results),
         run=settings.name, dataset=plan.dataset, family=plan.family.name, seed=plan.seed,
         searched=[p.key for p in space.params], space_hash=space.space_hash,
         space_path=space.path, objective=space.metric, objective_mode=space.mode, selection="val",
@@ -282,10 +293,13 @@ def parse_objectives(text: str | None, space) -> tuple[tuple[str, str], ...]:
     return tuple((n, OBJECTIVE_MODES[n]) for n in names[1:])
 
 
-def _test_fields(adapter, config: dict, test: dict) -> dict:
+def _test_fields(adapter, config: dict, test: dict, results: Path | None = None) -> dict:
     """The fields every test-evaluation record shares (search winners and benchmark retrains), by
     their ``bench.results.record.Record`` names (also the JSON keys)."""
+    from bench.sweep.init_refs import record_fields
+
     return {
+        **record_fields(config, results),  # where model.init started it (nothing without one)
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "protocol": adapter.protocol, "fold": config.get("data.fold", 0),
         "model": config["model.name"], "config": config, "class_names": list(adapter.class_names),
@@ -356,7 +370,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
             continue
         test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=cache, data_root=root)
         record = Record(
-            kind="benchmark", **_test_fields(adapter, run.config, test),
+            kind="benchmark", **_test_fields(adapter, run.config, test, results),
             run=source.run, benchmark_run=run_name, dataset=dataset, family=modality,
             seed=run.config["train.seed"], searched=list(source.searched),
             space_hash=source.space_hash, space_path=source.space_path,

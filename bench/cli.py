@@ -48,6 +48,9 @@ def _add_search(sub) -> None:
     p.add_argument("--workers-per-trial", type=_positive_int, default=1,
                    help="run each trial as DistributedDataParallel over N Ray Train workers")
     p.add_argument("--objective", help="several objectives, e.g. val/uar,latency_ms (records the Pareto front)")
+    p.add_argument("--init", action="append", metavar="REF",
+                   help="also try starting from REF: best:<dataset>/<family>, a checkpoint folder or a weights "
+                        "file (adds it to model.init; repeatable)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep --name under --storage after a crash or a lost node")
     p.add_argument("--time-budget", metavar="DURATION",
@@ -216,7 +219,7 @@ def _search(args) -> int:
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
-        workers_per_trial=args.workers_per_trial, time_budget=args.time_budget,
+        workers_per_trial=args.workers_per_trial, time_budget=args.time_budget, init=args.init,
     )
     r = result.record
     budget = r.budget

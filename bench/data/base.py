@@ -280,3 +280,25 @@ def file_hash(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def content_digests(adapter: DatasetAdapter, samples: list[Sample], root: Path | None,
+                    cache_dir: Path) -> dict[str, str]:
+    """``sample_id -> sha256`` of each sample's media: the file's hash that indexing stored
+    (``meta["sha256"]``), else (generated data, no file) the hash of its decoded array. What
+    ``check_leakage`` compares within a dataset, and ``shared_content`` across two."""
+    out = {s.sample_id: s.meta["sha256"] for s in samples if s.meta.get("sha256")}
+    rest = [s for s in samples if s.sample_id not in out]
+    if rest:
+        arrays = adapter.load_arrays(rest, root, cache_dir)
+        out.update({s.sample_id: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+                    for s, a in zip(rest, arrays)})
+    return out
+
+
+def shared_content(a: dict[str, str], b: dict[str, str]) -> int:
+    """How many samples of ``b`` have media identical (by content hash) to a sample of ``a``: the
+    cross-dataset form of ``check_leakage``'s media rule (subjects are named per dataset, so only
+    content can be compared across two)."""
+    digests = set(a.values())
+    return sum(1 for d in b.values() if d in digests)

@@ -104,6 +104,11 @@ class Record:
     train_dataset: str | None = None
     shared_classes: list | None = None
     source_run: str | None = None
+    # model.init: the record whose checkpoint the model started from, its dataset, and the content
+    # hash of the weights file (bench.training.init.digest); None for a model trained from scratch
+    init_record: str | None = None
+    init_dataset: str | None = None
+    init_hash: str | None = None
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept on round trip
 
     def __post_init__(self) -> None:

@@ -30,11 +30,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.sweep.spaces import Param, SearchSpace
-from bench.training.config import with_image_size
+from bench.sweep.spaces import UNSAMPLED, Param, SearchSpace
+from bench.training.config import BENCH_MODEL_KEYS, with_image_size
 
 # ``model.*`` keys the bench itself passes to every model (not a space typo when a model lacks them)
 BENCH_MODEL_KWARGS = {"image_size"}
+_NO = object()
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Context:
     data_root: Path | None = None
     cache_dir: Path | None = None
     model: str | None = None
+    results_dir: Path | None = None  # where best:<dataset>/<family> references are looked up (model.init)
 
     @property
     def num_classes(self) -> int:
@@ -143,7 +145,7 @@ def _model_modality(key, value, ctx: Context) -> str | None:
 @register_check(keys=["model.*"])
 def _model_takes_key(key, value, ctx: Context) -> str | None:
     attr = key.split(".", 1)[1]
-    if key == "model.name" or ctx.model is None or attr in BENCH_MODEL_KWARGS:
+    if attr in BENCH_MODEL_KEYS or ctx.model is None or attr in BENCH_MODEL_KWARGS:
         return None
     accepted, _ = model_parameters(ctx.model)
     if accepted is not None and attr not in accepted:
@@ -191,10 +193,10 @@ def _model_builds_and_runs(key, value, ctx: Context) -> str | None:
     spatial feature map under self-attention, an image size below a model's minimum, bad kwarg
     values, weights that cannot be had."""
     model = str(value) if key == "model.name" else ctx.model
-    if model is None:
+    if model is None or key == "model.init":  # model.init is init_refs.init_check's
         return None
     kwargs = {k.split(".", 1)[1]: v for k, v in ctx.fixed.items()
-              if k.startswith("model.") and k != "model.name"}
+              if k.startswith("model.") and k.split(".", 1)[1] not in BENCH_MODEL_KEYS}
     image_size = ctx.fixed.get("data.image_size")
     if key == "data.image_size":
         image_size = value
@@ -442,7 +444,12 @@ def _consistent(space: SearchSpace, params: dict[str, Param], fold: bool = True)
                 changed = True
             if fold and p.kind == "choice" and len(p.values) == 1:
                 value = p.values[0]
-                if not p.when:
+                bench_key = key.split(".", 1)[1] if key.startswith("model.") else None
+                if bench_key in BENCH_MODEL_KEYS and key != "model.name" and value == BENCH_MODEL_KEYS[bench_key]:
+                    defaults_of[key] = value  # model.init: none is every trial's default: no new fixed key
+                    del params[key]
+                    changed = True
+                elif not p.when:
                     fixed[key] = value
                     del params[key]
                     changed = True
@@ -508,7 +515,7 @@ def _can_be_active(param: Param, model: str, params: dict, fixed: dict, seen: se
             parent = params[cond]
             if parent.kind == "choice" and not set(parent.values) & set(allowed):
                 return False
-            if not _can_be_active(parent, model, params, fixed, seen):
+            if not _can_be_active(parent, model, params, fixed, seen) and UNSAMPLED.get(cond, _NO) not in allowed:
                 return False
         elif cond in fixed:
             if fixed[cond] not in allowed:
@@ -548,7 +555,7 @@ def _check_model_keys(space: SearchSpace, where: str) -> None:
 
     keys = [(p.key, p) for p in space.params] + [(k, None) for k in space.fixed]
     for key, param in keys:
-        if not key.startswith("model.") or key == "model.name":
+        if not key.startswith("model.") or key.split(".", 1)[1] in BENCH_MODEL_KEYS:
             continue
         attr = key.split(".", 1)[1]
         if attr in BENCH_MODEL_KWARGS:
@@ -568,3 +575,9 @@ def _check_model_keys(space: SearchSpace, where: str) -> None:
             takes = ", ".join(sorted(accepted_all - BENCH_MODEL_KWARGS))
             who = models[0] if len(models) == 1 else "any of " + ", ".join(models)
             raise UserError(f"{where!r}: {key} is not a parameter of {who}{hint}; it takes {takes}")
+
+
+# model.init (references, leaks, fit) is decided in its own module; registered here with the built-ins
+from bench.sweep import init_refs  # noqa: E402
+
+register_check(init_refs.init_check, keys=["model.init"])

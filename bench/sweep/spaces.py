@@ -40,10 +40,13 @@ class Param:
     when: dict = field(default_factory=dict)  # key -> tuple of allowed values
 
     def active(self, sampled: dict) -> bool:
-        return all(sampled.get(k, _MISSING) in allowed for k, allowed in self.when.items())
+        return all(sampled.get(k, UNSAMPLED.get(k, _MISSING)) in allowed for k, allowed in self.when.items())
 
 
 _MISSING = object()
+# what a trial gets for a key its space left unsampled, where a `when` may test it: a model without
+# model.init (a scikit-learn head) starts from nothing, so `when: {model.init: [none]}` holds for it
+UNSAMPLED = {"model.init": "none"}
 
 
 @dataclass(frozen=True)

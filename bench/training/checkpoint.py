@@ -32,8 +32,14 @@ HEAD_FILE = "head.skops"
 
 def model_kwargs(cfg: TrialConfig) -> dict:
     """The keyword arguments a trial passes to ``create_model``: the ``model.*`` keys, and
-    ``data.image_size`` as ``image_size`` unless the space sets it for the model itself."""
-    return with_image_size(cfg.model.kwargs, cfg.data.image_size)
+    ``data.image_size`` as ``image_size`` unless the space sets it for the model itself; under
+    ``model.init`` the init checkpoint's architecture fills the keys the trial does not set."""
+    kwargs = with_image_size(cfg.model.kwargs, cfg.data.image_size)
+    if cfg.model.init != "none":
+        from bench.training.init import init_architecture
+
+        kwargs = {**init_architecture(cfg.model.init, cfg.model.name), **kwargs}
+    return kwargs
 
 
 def describe_model(config: dict, class_names=None) -> ModelMeta:

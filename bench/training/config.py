@@ -15,6 +15,13 @@ from bench.errors import UserError
 class ModelConfig:
     name: str = "fer_cnn"
     kwargs: dict = field(default_factory=dict)
+    # where the weights start (bench.training.init): "none" (random), a checkpoint folder or a local
+    # weights file; a sweep pins best:<dataset>/<family> to its checkpoint folder before trials see it
+    init: str = "none"
+
+
+# ``model.*`` keys the bench reads itself: never keyword arguments of the model
+BENCH_MODEL_KEYS = {"name": ModelConfig.name, "init": ModelConfig.init}
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class OptimConfig:
     momentum: float = 0.9
     scheduler: str = "cosine"
     warmup_epochs: int = 0
+    init_lr_mult: float = 1.0  # learning rate of the layers loaded by model.init, as a multiple of lr
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class TrainConfig:
     # end after this many epochs while the LR schedule still spans max_epochs: a refit trains the
     # searched schedule up to the epoch its sweep's validation peaked at
     stop_epoch: int | None = None
+    freeze_epochs: int = 0  # the first epochs train only what model.init did not load (the new head)
 
 
 @dataclass(frozen=True)
@@ -90,13 +99,15 @@ class TrialConfig:
     def from_flat(cls, flat: dict) -> TrialConfig:
         """Build from ``{"model.name": ..., "optim.lr": ...}``; unknown keys are errors."""
         model_kwargs: dict = {}
-        model_name = ModelConfig.name
+        model_name, model_init = ModelConfig.name, ModelConfig.init
         parts: dict[str, dict] = {s: {} for s in _SECTIONS}
         for key, value in flat.items():
             section, _, attr = key.partition(".")
             if section == "model" and attr:
                 if attr == "name":
                     model_name = value
+                elif attr == "init":
+                    model_init = "none" if value is None else str(value)
                 else:
                     model_kwargs[attr] = value
                 continue
@@ -108,12 +119,14 @@ class TrialConfig:
                 raise UserError(f"unknown config key {key!r}; {section}. takes {', '.join(sorted(known))}")
             parts[section][attr] = value
         return cls(
-            model=ModelConfig(model_name, model_kwargs),
+            model=ModelConfig(model_name, model_kwargs, model_init),
             **{s: _SECTIONS[s](**v) for s, v in parts.items()},
         )
 
     def to_flat(self) -> dict:
         flat = {"model.name": self.model.name}
+        if self.model.init != ModelConfig.init:  # configs without an init read as before
+            flat["model.init"] = self.model.init
         flat.update({f"model.{k}": v for k, v in sorted(self.model.kwargs.items())})
         for section in _SECTIONS:
             for k, v in asdict(getattr(self, section)).items():

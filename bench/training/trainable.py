@@ -23,6 +23,7 @@ from bench.families import family_of_model
 from bench.training.checkpoint import model_kwargs, save_checkpoint, save_estimator
 from bench.training.config import TrialConfig
 from bench.training.engine import evaluate, grad_scaler, latency_ms, train_one_epoch
+from bench.training.init import apply_init, set_frozen
 from bench.training.tasks import class_weights_from_labels, create_task
 
 Report = Callable[[dict, Path], None]
@@ -64,6 +65,7 @@ class TrialParts:
     device: torch.device
     mixup: Callable | None = None  # batch transform: timm Mixup/CutMix with soft targets
     ema: CountingEma | None = None  # train.ema
+    loaded: tuple[str, ...] = ()  # parameters model.init loaded (optim.init_lr_mult, train.freeze_epochs)
 
 
 def _num_classes(dataset_name: str) -> int:
@@ -74,7 +76,9 @@ def _num_classes(dataset_name: str) -> int:
 
 def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None) -> TrialParts:
     device = pick_device()
-    model = build_model(cfg, _num_classes(cfg.data.dataset)).to(device)
+    model = build_model(cfg, _num_classes(cfg.data.dataset))
+    loaded = apply_init(model, cfg.model.init, cfg.model.name)  # before the optimizer and EMA see it
+    model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     common = dict(cache_dir=cache_dir, data_root=data_root or cfg.data.data_root,
@@ -97,13 +101,13 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     weights = class_weights_from_labels(train_set.labels, train_set.num_classes).to(device) \
         if cfg.task.class_weights else None
     task = create_task(cfg.task.name, class_weights=weights, label_smoothing=cfg.train.label_smoothing)
-    optimizer = create_optimizer(cfg, model)
+    optimizer = create_optimizer(cfg, model, loaded)
     steps = cfg.train.max_epochs * max(len(train_loader), 1)
     scheduler = create_scheduler(cfg, optimizer, steps, max(len(train_loader), 1))
     scaler = grad_scaler(device, cfg.train.amp)
     mixup = SeededMixup(cfg, train_set.num_classes) if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else None
     ema = CountingEma(model, cfg.train.ema_decay) if cfg.train.ema else None
-    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema)
+    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema, loaded)
 
 
 def apply_recipe(cfg: TrialConfig, train_set, input_spec) -> None:
@@ -171,12 +175,25 @@ class CountingEma:
         self.steps += 1
 
 
-def create_optimizer(cfg: TrialConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def create_optimizer(cfg: TrialConfig, model: torch.nn.Module, loaded: tuple[str, ...] = ()) -> torch.optim.Optimizer:
     o = cfg.optim
+    if o.init_lr_mult <= 0:
+        from bench.errors import UserError
+
+        raise UserError(f"optim.init_lr_mult must be positive, got {o.init_lr_mult}")
     # no weight decay on norms and biases (the usual recipe for timm/torchvision references)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if loaded:  # the layers model.init loaded get their own groups at lr x init_lr_mult
+        names = set(loaded)
+        split = []
+        for group in groups:
+            mine = {id(p) for n, p in model.named_parameters() if n in names}
+            split.append({**group, "params": [p for p in group["params"] if id(p) in mine],
+                          "lr": o.lr * o.init_lr_mult})
+            group["params"] = [p for p in group["params"] if id(p) not in mine]
+        groups = [g for g in groups + split if g["params"]]
     if o.name == "adamw":
         return torch.optim.AdamW(groups, lr=o.lr)
     if o.name == "sgd":
@@ -223,6 +240,11 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     seed_everything(cfg.train.seed)
     from bench.training import classic_trial
 
+    if classic_trial.is_classic(cfg) and cfg.model.init != "none":
+        from bench.errors import UserError
+
+        raise UserError(f"{cfg.model.name} fits a scikit-learn head on fixed features: model.init has nothing "
+                        f"to start")
     if classic_trial.is_classic(cfg):  # a scikit-learn head: fitted once, one report
         return classic_trial.run_classic_trial(cfg, config, cache_dir=Path(cache_dir), report=report,
                                                data_root=data_root)
@@ -263,6 +285,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             reseed(cfg.train.seed * 100_003 + epoch)
         if parts.mixup is not None:
             parts.mixup.reseed(cfg.train.seed * 100_003 + epoch)
+        if parts.loaded and cfg.train.freeze_epochs:  # by the epoch, so a resumed trial freezes the same
+            set_frozen(bare_model, parts.loaded, epoch < cfg.train.freeze_epochs)
         train = train_one_epoch(parts.model, parts.train_loader, parts.task, parts.optimizer,
                                 device=parts.device, scaler=parts.scaler, amp=cfg.train.amp,
                                 grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
