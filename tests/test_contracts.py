@@ -34,7 +34,8 @@ SPEC_MODELS = {
 }
 # The generated datasets: measured 4-14 s each on 2 idle CPU cores (18-50 s while they were busy).
 # The other adapters' fake copies take ~10 s together (CK+'s MTCNN prepare 2 s of it).
-SLOW_DATASETS = {"synthetic", "synthetic-voice", "synthetic-video", "synthetic-av"}
+SLOW_DATASETS = {"synthetic", "synthetic-voice", "synthetic-video", "synthetic-av", "synthetic-large",
+                 "synthetic-voice-large"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # 2 shared cores: see conftest

@@ -3,6 +3,7 @@ resolved, leak-checked and pinned on the driver (bench.sweep.init_refs)."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,34 @@ def test_init_fields_round_trip_and_old_lines_load(tmp_path):
     assert back.to_dict() == record.to_dict()
     old = Record.from_dict({"kind": "search", "dataset": "jaffe", "modality": "face"})
     assert old.init_record is None and "init_record" not in old.to_dict()
+
+
+def test_heads_without_an_init_still_sample_their_features():
+    """``when: {model.init: [none]}`` holds for a model that never samples model.init (a
+    scikit-learn head once the feasibility check made it inactive there): spaces.UNSAMPLED."""
+    import optuna
+
+    space = load_space(builtin_space_path("voice", "tess"))
+    params = []
+    for p in space.params:  # what resolving does for the heads: model.init only for voice_mlp
+        params.append(replace(p, when={**p.when, "model.name": ("voice_mlp",)}) if p.key == "model.init" else p)
+    fn = replace(space, params=tuple(params)).define_by_run({})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        fn(trial)
+        name, init = trial.params["model.name"], trial.params.get("model.init", "none")
+        assert ("model.features" in trial.params) == (init == "none"), trial.params
+        seen.add((name, init))
+        study.tell(trial, 0.0)
+    assert ("sk_svm", "none") in seen and ("voice_mlp", "best:cremad/voice") in seen
+
+
+def test_init_flag_adds_a_reference():
+    jaffe = init_refs.add_refs(load_space(builtin_space_path("face", "jaffe")), ["/models/x"])
+    assert next(p for p in jaffe.params if p.key == "model.init").values[-1] == "/models/x"
+    face = init_refs.add_refs(load_space(builtin_space_path("face")), ["best:raf/face"])
+    keys = [p.key for p in face.params]
+    assert keys[:2] == ["model.name", "model.init"]
+    assert face.params[1].values == ("none", "best:raf/face")

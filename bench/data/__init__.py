@@ -19,10 +19,10 @@ from .media_dataset import create_media_dataset
 from .mmi import Mmi
 from .raf import RafDb
 from .ravdess import Ravdess, RavdessAV, RavdessVideo
-from .synthetic import SyntheticFaces
+from .synthetic import SyntheticFaces, SyntheticFacesLarge
 from .synthetic_av import SyntheticAV
 from .synthetic_video import SyntheticVideo
-from .synthetic_voice import SyntheticVoice
+from .synthetic_voice import SyntheticVoice, SyntheticVoiceLarge
 from .tensors import TensorFaceDataset
 from .tess import Tess
 from .transforms import eval_transform
@@ -38,6 +38,7 @@ def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
 
 
 register_dataset(SyntheticFaces)
+register_dataset(SyntheticFacesLarge)  # model.init's measurements: a large set to start from
 
 # Face-image datasets in their native layouts.
 for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe):
@@ -45,7 +46,7 @@ for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe):
 
 # Voice, video and audio-visual datasets (native layouts), and their synthetic stand-ins.
 for _media_dataset in (Tess, EmoDB, Ravdess, RavdessVideo, RavdessAV, CremaD, CremaDAV, Afew, Mmi,
-                       SyntheticVoice, SyntheticVideo, SyntheticAV):
+                       SyntheticVoice, SyntheticVoiceLarge, SyntheticVideo, SyntheticAV):
     register_dataset(_media_dataset)
 
 

@@ -41,8 +41,18 @@ def _short(value) -> str:
 
 def key_hyperparameters(record: Record) -> str:
     flat = record.config
-    keys = [k for k in record.searched if k != "model.name" and k in flat]
-    return ", ".join(f"{k.split('.', 1)[1]}={_short(flat[k])}" for k in keys)
+    keys = [k for k in record.searched if k not in ("model.name", "model.init") and k in flat]
+    return ", ".join([*init_label(record), *(f"{k.split('.', 1)[1]}={_short(flat[k])}" for k in keys)])
+
+
+def init_label(record: Record) -> list[str]:
+    """``init: fer2013 (<record id>)`` for a model fine-tuned from another (model.init): where it
+    started, rather than the weights' path in its config; nothing for one trained from scratch."""
+    value = record.config.get("model.init")
+    if value in (None, "none"):
+        return []
+    where = record.init_dataset or str(value).rstrip("/").rsplit("/", 1)[-1]
+    return [f"init: {where}" + (f" ({record.init_record})" if record.init_record else "")]
 
 
 def _repeats(records: list[Record]) -> list[Record]:

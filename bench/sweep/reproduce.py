@@ -64,6 +64,23 @@ def provenance_warnings(recorded: dict | None, now: dict) -> list[str]:
     return out
 
 
+def init_warnings(record: Record) -> list[str]:
+    """The re-run starts from the weights the record's ``model.init`` names (the config keeps the
+    folder): say so when that file is gone or no longer the one the record started from."""
+    from bench.training.init import digest, is_none
+
+    value = record.config.get("model.init")
+    if is_none(value) or not record.init_hash:
+        return []
+    now = digest(str(value))
+    if now is None:
+        raise UserError(f"record {record.id} started from model.init={value}, which no longer exists; "
+                        f"restore that checkpoint to reproduce it")
+    if now != record.init_hash:
+        return [f"model.init={value} changed since the record (content hash {record.init_hash}, now {now})"]
+    return []
+
+
 def recorded_epoch(record: Record) -> tuple[int | None, str]:
     """The 1-based epoch whose checkpoint the record tested: stored in the record, else read from
     its checkpoint when that is still on disk, else unknown (then the re-run selects on validation)."""
@@ -114,7 +131,7 @@ def reproduce(records: list[Record], record_id: str, *, cache_dir: Path, data_ro
     if record.kind not in REPRODUCIBLE_KINDS or not record.config:
         raise UserError(f"record {record_id!r} is a {record.kind!r} record; reproduce re-runs trained "
                         f"records ({', '.join(REPRODUCIBLE_KINDS)}): reproduce the one it evaluated")
-    warnings = provenance_warnings(record.provenance, provenance())
+    warnings = provenance_warnings(record.provenance, provenance()) + init_warnings(record)
     config = dict(record.config)
     root = data_root or config.get("data.data_root")
     epoch, source = recorded_epoch(record)
