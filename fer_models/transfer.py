@@ -23,7 +23,9 @@ class TransferError(ValueError):
 
 
 def is_head(key: str) -> bool:
-    return key.startswith(HEAD_PREFIX)
+    """The classifier: ``head.*``, and a sub-model's own ``<name>.head`` linear layer (the fusion
+    model's visual and voice encoders); a timm backbone's ``head.norm`` is not one."""
+    return key.startswith(HEAD_PREFIX) or key.endswith((".head.weight", ".head.bias"))
 
 
 def init_from_state(model: nn.Module, state: dict, *, source: str = "init", source_channels: int | None = None,

@@ -234,3 +234,31 @@ def test_init_flag_adds_a_reference():
     keys = [p.key for p in face.params]
     assert keys[:2] == ["model.name", "model.init"]
     assert face.params[1].values == ("none", "best:raf/face")
+
+
+def _trainable_models():
+    from fer_models.classic import CLASSIC_MODELS
+
+    return [n for n in fer_models.list_models() if n not in CLASSIC_MODELS]
+
+
+@pytest.mark.parametrize("name", _trainable_models())
+def test_every_trainable_model_starts_from_another_of_its_kind(name):
+    """The loading contract over the registry: all but the classifier ``head`` is copied, and the
+    head takes the new class count."""
+    from test_models_contract import SMALL
+
+    from fer_models.transfer import init_from_state, is_head
+
+    kwargs = SMALL.get(fer_models.model_entry(name).name, {})
+    torch.manual_seed(0)
+    source = fer_models.create_model(name, num_classes=7, **kwargs)
+    torch.manual_seed(1)
+    target = fer_models.create_model(name, num_classes=3, **kwargs)
+    loaded = init_from_state(target, source.state_dict())
+    assert loaded
+    mine = target.state_dict()
+    for key, value in source.state_dict().items():
+        if not is_head(key):
+            assert torch.equal(mine[key], value), key
+    assert target(fer_models.example_inputs(target, batch_size=2))["logits"].shape[-1] == 3

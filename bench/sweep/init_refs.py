@@ -142,7 +142,7 @@ def _fits(path: str, source, ctx) -> str | None:
 
     import fer_models
     from bench.training.config import BENCH_MODEL_KEYS, with_image_size
-    from fer_models.transfer import shapes_fit
+    from fer_models.transfer import is_head, shapes_fit
 
     kwargs = {k.split(".", 1)[1]: v for k, v in ctx.fixed.items()
               if k.startswith("model.") and k.split(".", 1)[1] not in BENCH_MODEL_KEYS}
@@ -155,7 +155,7 @@ def _fits(path: str, source, ctx) -> str | None:
         return f"{ctx.model} does not build with its architecture ({type(exc).__name__})"
     shapes = {k: tuple(v.shape) for k, v in source.state.items()}
     target_channels = net.input_spec.input_size[0] if source.channels is not None else None
-    if not source.is_checkpoint and not any(k in shapes for k in net.state_dict() if not k.startswith("head.")):
+    if not source.is_checkpoint and not any(k in shapes for k in net.state_dict() if not is_head(k)):
         if not hasattr(net, "backbone"):
             return "its weights match no layer of this model"
         net = net.backbone  # a bare backbone file (timm keys)

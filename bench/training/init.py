@@ -25,7 +25,7 @@ import torch
 
 from bench.errors import UserError
 from fer_models.checkpoint import CHECKPOINT_FILE, ModelMeta, read_meta
-from fer_models.transfer import TransferError, init_from_state
+from fer_models.transfer import TransferError, init_from_state, is_head
 
 NONE = "none"
 BEST_PREFIX = "best:"
@@ -140,7 +140,7 @@ def init_architecture(value: str, model_name: str) -> dict:
 
 def _prefix(model: torch.nn.Module, source: InitSource) -> str:
     """"" when the weights are keyed like the model; "backbone." for a bare timm backbone's."""
-    own = [k for k in model.state_dict() if not k.startswith("head.")]
+    own = [k for k in model.state_dict() if not is_head(k)]
     if source.is_checkpoint or any(k in source.state for k in own):
         return ""
     return "backbone."
