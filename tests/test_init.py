@@ -262,3 +262,17 @@ def test_every_trainable_model_starts_from_another_of_its_kind(name):
         if not is_head(key):
             assert torch.equal(mine[key], value), key
     assert target(fer_models.example_inputs(target, batch_size=2))["logits"].shape[-1] == 3
+
+
+def test_a_convolutional_backbone_takes_another_resolution_and_the_dense_cnn_does_not():
+    from fer_models.transfer import shapes_fit
+
+    small = fer_models.create_model("timm/resnet10t", num_classes=7, image_size=32, in_chans=1)
+    with torch.device("meta"):
+        large = fer_models.create_model("timm/resnet10t", num_classes=3, image_size=64, in_chans=3)
+        cnn = fer_models.create_model("fer_cnn", num_classes=3, image_size=64)
+    shapes = {k: tuple(v.shape) for k, v in small.state_dict().items()}
+    assert shapes_fit(large, shapes, source_channels=1, target_channels=3) is None  # grey -> RGB, 32 -> 64 px
+    cnn_shapes = {k: tuple(v.shape) for k, v in
+                  fer_models.create_model("fer_cnn", num_classes=7, image_size=48).state_dict().items()}
+    assert "dense.1.weight" in shapes_fit(cnn, cnn_shapes, 1, 1)
