@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -11,10 +13,10 @@ from pathlib import Path
 from bench import paths
 from bench.data import get_adapter, load_splits
 from bench.data.base import describe_copies
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 from bench.families import Preparation, SearchFamily, get_family
 from bench.results.record import Record
-from bench.results.store import OBJECTIVE_MODES, append_record, load_records, provenance
+from bench.results.store import OBJECTIVE_MODES, append_record, current_records, load_records, provenance
 from bench.sweep.spaces import SearchSpace, builtin_space_path, load_space
 from bench.training.evaluation import evaluate_checkpoint
 
@@ -24,6 +26,9 @@ class SearchResult:
     record: Record
     run_path: str
     errors: list[str]
+    finished: int = 0  # trials that ran to their end
+    resume_command: str = ""  # continues the sweep when record.interrupted says it stopped early
+    signum: int | None = None  # the signal that interrupted it, if one did
 
 
 @dataclass
@@ -49,17 +54,23 @@ class SweepPlan:
     estimate: object | None  # budget.SweepEstimate, when one was made
     called: float  # when the command began: the time budget is the whole command's
     init_added: list = field(default_factory=list)  # --init references (the sweep meta keeps them)
+    resume_command: str = ""  # the command that continues this sweep (printed when it is interrupted)
+    meta: dict | None = None  # a resumed sweep's fer-bench-sweep.json
 
 
 @dataclass
 class FittedSweep:
     """What Tune's fit left: the best trial on validation (its checkpoint copied beside the
-    results), the budget spent, and whether the time budget ended it."""
+    results), the budget spent, whether the time budget ended it, and whether something stopped
+    it before its end (``interrupted``: SIGINT, SIGTERM or ``error: <Type>: <message>``)."""
 
     outcome: object  # tune_backend.SweepOutcome
     keep: Path
     wall: float
     ended_by_budget: bool
+    interrupted: str | None = None
+    signum: int | None = None  # the signal that interrupted it, if one did
+    finished: int = 0  # trials that ran to their end (TERMINATED)
 
 
 def search(modality: str, dataset: str, *, space_path: str | None = None, samples: int | None = None,
@@ -81,8 +92,16 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
                        workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate,
                        init=init)
     fitted = fit_sweep(plan)
-    record = record_search(plan, fitted)
-    return SearchResult(record, plan.run_path, fitted.outcome.errors)
+    try:
+        record = record_search(plan, fitted)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM while testing the winner: the trials are all kept
+        import signal
+
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise Interrupted(f"{signal.Signals(signum).name}: sweep {plan.settings.name!r} stopped before it was "
+                          f"recorded; its trials are kept; `{plan.resume_command}` records it", int(signum)) from None
+    return SearchResult(record, plan.run_path, fitted.outcome.errors, fitted.finished, plan.resume_command,
+                        fitted.signum)
 
 
 def plan_search(family_name: str, dataset: str, *, space_path: str | None, samples: int | None,
@@ -179,53 +198,163 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     sweep_estimate = None
     if estimate and not resume:
         sweep_estimate = _print_estimate(space, settings, extra_fixed, cache, root, address)
+    options = {"--space": space_path, "--storage": storage, "--data-root": data_root,
+               "--cache-dir": cache_dir, "--results-dir": results_dir, "--address": address}
+    resume_command = " ".join(["fer-bench search", family.name, "--dataset", shlex.quote(dataset), "--name",
+                               shlex.quote(run_name), "--resume",
+                               *(f"{k} {shlex.quote(str(v))}" for k, v in options.items() if v)])
     return SweepPlan(family=family, dataset=dataset, adapter=adapter, space=space, settings=settings,
                      run_path=run_path, extra_fixed=extra_fixed, resolution=resolution, cache=cache,
                      results=results, root=root, resume=resume, seed=seed, address=address,
-                     time_budget_s=time_budget_s, estimate=sweep_estimate, called=called, init_added=init)
+                     time_budget_s=time_budget_s, estimate=sweep_estimate, called=called,
+                     resume_command=resume_command, meta=meta if resume else None, init_added=init)
 
 
 def fit_sweep(plan: SweepPlan) -> FittedSweep:
-    """Start (or restore) the Tune experiment, run it, and keep the best trial's checkpoint."""
+    """Start (or restore) the Tune experiment, run it, and keep the best trial's checkpoint.
+
+    However the fit ends, what the trials reported is kept: SIGINT and SIGTERM stop it gracefully
+    (``sweep.endings.GracefulStop``) and the sweep is returned as ``interrupted``; an exception
+    after the trials ran reads their results back from the experiment on disk. A second signal,
+    or one before Tune's loop started, raises ``Interrupted`` with the command that continues."""
     from bench.sweep import tune_backend
+    from bench.sweep.endings import Deadline, GracefulStop
 
     settings, space = plan.settings, plan.space
     start = time.time()
-    tune_backend.connect(plan.address, dashboard=settings.workers_per_trial > 1)
-    if plan.time_budget_s:
-        # the budget is the whole command's: what indexing, resolving, timing and starting Ray took
-        # comes off Tune's share, and so does a reserve for stopping the trials and the test
-        # evaluation after it (a 3 min budget measured 3 min 31 s end to end without the reserve)
-        reserve = min(60.0, 0.05 * plan.time_budget_s)
-        settings = replace(settings, time_budget_s=max(1.0, plan.time_budget_s - reserve - (time.time() - plan.called)))
-    if plan.resume:
-        tuner = tune_backend.restore_tuner(plan.run_path, settings, cache_dir=plan.cache, data_root=plan.root)
-    else:
-        tuner = tune_backend.build_tuner(space, settings, cache_dir=plan.cache, data_root=plan.root,
-                                         extra_fixed=plan.extra_fixed)
-        tune_backend.write_sweep_meta(plan.run_path, {
-            "dataset": plan.dataset, "modality": plan.family.name, "space_path": space.path,
-            "space_hash": space.space_hash, "samples": settings.samples, "max_epochs": settings.max_epochs,
-            "seed": settings.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "resolution": plan.resolution.to_meta(), "time_budget_s": plan.time_budget_s,
-            "estimate": plan.estimate.to_dict() if plan.estimate else None,
-            **({"init_added": plan.init_added} if plan.init_added else {}),
-        })
-    fit_start = time.time()
-    result_grid = tuner.fit()
-    # Tune ends a budgeted sweep at time_budget_s; one that ran that long was ended by it
-    ended_by_budget = bool(plan.time_budget_s) and time.time() - fit_start >= settings.time_budget_s
-    keep = plan.results / "models" / settings.name
-    if keep.exists():
-        shutil.rmtree(keep)
+    with GracefulStop() as stop:
+        try:
+            tune_backend.connect(plan.address, dashboard=settings.workers_per_trial > 1)
+            if plan.time_budget_s:
+                # the budget is the whole command's: what indexing, resolving, timing and starting Ray took
+                # comes off Tune's share, and so does a reserve for stopping the trials and the test
+                # evaluation after it (a 3 min budget measured 3 min 31 s end to end without the reserve)
+                reserve = min(60.0, 0.05 * plan.time_budget_s)
+                settings = replace(settings, time_budget_s=max(1.0, plan.time_budget_s - reserve
+                                                               - (time.time() - plan.called)))
+            restorable = plan.resume and tune_backend.can_restore(plan.run_path)
+            if plan.resume and not restorable:
+                # killed after its meta was written but before Ray saved anything: nothing ran yet
+                print(f"Ray had saved nothing of sweep {settings.name!r} yet; starting it from its beginning.",
+                      flush=True)
+            if restorable:
+                tuner = tune_backend.restore_tuner(plan.run_path, settings, cache_dir=plan.cache,
+                                                   data_root=plan.root, space=space)
+            else:
+                tuner = tune_backend.build_tuner(space, settings, cache_dir=plan.cache, data_root=plan.root,
+                                                 extra_fixed=plan.extra_fixed)
+            if not plan.resume:
+                tune_backend.write_sweep_meta(plan.run_path, {
+                    "dataset": plan.dataset, "modality": plan.family.name, "space_path": space.path,
+                    "space_hash": space.space_hash, "samples": settings.samples, "max_epochs": settings.max_epochs,
+                    "seed": settings.seed, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "resolution": plan.resolution.to_meta(), "time_budget_s": plan.time_budget_s,
+                    "estimate": plan.estimate.to_dict() if plan.estimate else None,
+                    **({"init_added": plan.init_added} if plan.init_added else {}),
+                })
+            fit_start = time.time()
+            tune_backend.note_sweep_run(plan.run_path, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                        fit_started_unix=fit_start, resume=plan.resume,
+                                        time_budget_s=settings.time_budget_s)
+            stop.arm()  # after ray.init, whose core replaced the SIGTERM handler
+            error = None
+            try:
+                with Deadline(settings.time_budget_s) as deadline:  # stops the fit as Ctrl-C would
+                    result_grid = tuner.fit()
+            except Exception as exc:  # e.g. a reporter of an older fer-bench pickled in the experiment
+                error = exc
+        except KeyboardInterrupt:
+            raise _interrupted(plan, stop, "stopped at once") from None
+        stop.disarm()  # from here a signal ends the command as usual (the record is being written)
+        fit_end = time.time()
+        if error is not None:
+            result_grid = _results_left_by(plan, settings, error)
+        finished = tune_backend.trial_states(plan.run_path).get("TERMINATED", 0)
+        # a signal that came as the last trial ended interrupted nothing
+        interrupted = stop.signal if stop.signal and finished < settings.samples else None
+        if error is not None:
+            interrupted = f"error: {_short(tune_backend._error_line(error))}"
+        # a budget that fired as the last trial ended stopped nothing
+        ended_by_budget = deadline.fired and not interrupted and finished < settings.samples
+        ended_by = interrupted or ("time budget" if ended_by_budget else "finished")
+        tune_backend.note_sweep_run(plan.run_path, ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                    fit_seconds=round(fit_end - fit_start, 2), ended_by=ended_by, finished=finished)
+        keep = plan.results / "models" / settings.name
+        if keep.exists():
+            shutil.rmtree(keep)
+        try:
+            outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, settings.extra_objectives)
+        except UserError:
+            if stop.signal and interrupted:
+                raise _interrupted(plan, stop, "before any trial reported a validation score") from None
+            if error is not None:
+                raise error from None
+            # trials TERMINATED without a report and without an error: only Tune's own time budget (a
+            # sweep begun by an earlier fer-bench) ends them so
+            unreported = 0 < finished == len(result_grid) == result_grid.num_terminated
+            if not result_grid.errors and (ended_by_budget or unreported):
+                raise UserError(_budget_too_short(plan, settings, fit_start, fit_end, ended_by_budget)) from None
+            raise
+        if error is not None:  # said once there is something to record (else the error itself stands)
+            print(f"fer-bench: warning: the sweep stopped on an error after its trials ran "
+                  f"({_short(tune_backend._error_line(error))}); recording the trials that reported; "
+                  f"`{plan.resume_command}` continues it", file=sys.stderr, flush=True)
+        return FittedSweep(outcome, keep, time.time() - start, ended_by_budget, interrupted=interrupted,
+                           signum=stop.signum if interrupted and stop.signal else None, finished=finished)
+
+
+def _interrupted(plan: SweepPlan, stop, what: str) -> Interrupted:
+    import signal
+
+    signum = stop.last or signal.SIGINT
+    return Interrupted(f"{signal.Signals(signum).name}: sweep {plan.settings.name!r} {what}; its trials keep "
+                       f"their last checkpoint; continue with `{plan.resume_command}`", int(signum))
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """An error's line for a record and a message (Ray's out-of-memory text runs to 1,500 characters)."""
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
+def _results_left_by(plan: SweepPlan, settings, error: Exception):
+    """The trials' results after ``Tuner.fit()`` raised: Tune checkpoints the experiment as it
+    goes, so what ran before the exception is read back (without running anything). When there
+    is nothing to read, the exception stands."""
+    from bench.sweep import tune_backend
+
     try:
-        outcome = tune_backend.summarize(result_grid, space.metric, space.mode, keep, settings.extra_objectives)
-    except UserError:
-        if ended_by_budget and not result_grid.errors:
-            raise UserError(f"the time budget of {plan.time_budget_s:g} s ended sweep {settings.name!r} before "
-                            f"any trial finished an epoch; give it more with --time-budget") from None
-        raise
-    return FittedSweep(outcome, keep, time.time() - start, ended_by_budget)
+        grid = tune_backend.restore_tuner(plan.run_path, settings, cache_dir=plan.cache,
+                                          data_root=plan.root).get_results()
+    except Exception:
+        raise error from None
+    return grid
+
+
+def _budget_too_short(plan: SweepPlan, settings, fit_start: float, fit_end: float, this_fit: bool) -> str:
+    """The sentence for a time budget that ended every trial before its first report, with a
+    ``--time-budget`` that would let one epoch finish: from the sweep's epoch estimate, and at
+    least what this fit showed (its trials ran that long without finishing an epoch, and a trial
+    without a checkpoint starts its first epoch again on a resume)."""
+    from bench.sweep.budget import TRIAL_OVERHEAD_S
+    from bench.sweep.endings import one_epoch_budget
+
+    estimate = plan.estimate.to_dict() if plan.estimate else (plan.meta or {}).get("estimate") or {}
+    estimated = max([*(estimate.get("per_model_epoch_seconds") or {}).values(), estimate.get("epoch_seconds") or 0])
+    ran = fit_end - fit_start
+    epoch = max(estimated, ran) if this_fit else estimated
+    # a resume starts Ray but skips indexing and the estimate: its own time before the fit counts
+    suggestion = one_epoch_budget(epoch, fit_start - plan.called, TRIAL_OVERHEAD_S)
+    why = (f"an epoch was estimated at ~{estimated:.0f} s here" if estimated else "") + (
+        f"{'; ' if estimated else ''}this run's trials had {ran:.0f} s" if this_fit else "")
+    why = f" ({why})" if why else ""
+    if not this_fit:  # Tune's own budget TERMINATEd the trials: they cannot be continued
+        return (f"a time budget of an earlier run ended every trial of sweep {settings.name!r} before its first "
+                f"epoch (no trial failed), and such trials cannot be continued; start it again under another "
+                f"--name with --time-budget {suggestion or 'longer'}{why}")
+    advice = (f"`{plan.resume_command} --time-budget {suggestion}` continues it with enough for one{why}"
+              if suggestion else f"`{plan.resume_command}` with a larger --time-budget continues it{why}")
+    return (f"the time budget of {plan.time_budget_s:g} s ended sweep {settings.name!r} before any trial finished "
+            f"an epoch (no trial failed); {advice}")
 
 
 def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
@@ -243,6 +372,7 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
         val=outcome.best_val,
         budget={
             "trials": outcome.trials, "errored": outcome.errored, "epochs": outcome.epochs,
+            "finished_trials": fitted.finished,
             "device_seconds": outcome.trial_seconds * settings.workers_per_trial
             * max(cpus_per_trial if not gpus_per_trial else gpus_per_trial, 0),
             "device": "gpu" if gpus_per_trial else "cpu", "wall_seconds": fitted.wall,
@@ -254,7 +384,11 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
         checkpoint=str(fitted.keep), resumed=plan.resume, run_path=plan.run_path,
         objectives=[space.metric, *(m for m, _ in settings.extra_objectives)] if multi else [],
         pareto=outcome.pareto if multi else [],
+        interrupted=fitted.interrupted,
     )
+    if plan.resume:  # one sweep, one current record: this one replaces what earlier runs recorded
+        record.supersedes = [r.id for r in current_records(load_records(plan.results))
+                             if r.kind == "search" and r.run == settings.name and r.run_path == plan.run_path]
     append_record(plan.results, record)
     return record
 

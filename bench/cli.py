@@ -229,13 +229,24 @@ def _search(args) -> int:
           f"{budget['epochs']} epochs, {budget['wall_seconds']:.0f} s{ended}.")
     for err in result.errors:
         print(f"  errored trial: {err}")
-    print(f"Best on validation: {r.model} (val UAR {100 * r.val['uar']:.1f}%).")
+    so_far = " so far" if r.interrupted else ""
+    print(f"Best on validation{so_far}: {r.model} (val UAR {100 * r.val['uar']:.1f}%).")
     print(f"Test, evaluated once: accuracy {100 * r.test['accuracy']:.1f}%, "
           f"UAR {100 * r.test['uar']:.1f}%, macro-F1 {100 * r.test['macro_f1']:.1f}%.")
     for point in r.pareto:
         print("  Pareto front: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in point.items()))
     print(f"Checkpoint: {r.checkpoint}   Experiment: {result.run_path}")
+    if r.supersedes:
+        print(f"This record ({r.id}) replaces {', '.join(r.supersedes)}, recorded by earlier runs of this sweep.")
+    if budget.get("ended_by_time_budget") and not r.interrupted:
+        print(f"Sweep {r.run}: its time budget ended it after {result.finished} of {budget['samples_requested']} "
+              f"trials; the unfinished ones kept their last checkpoint: `{result.resume_command}` continues them "
+              f"(with its own --time-budget, or the space's).")
+    if r.interrupted:
+        print(f"Sweep {r.run}: interrupted after {result.finished} of {budget['samples_requested']} trials "
+              f"({r.interrupted}; recorded as interrupted); continue with `{result.resume_command}`", flush=True)
+        return 128 + result.signum if result.signum else 1
     return 0
 
 
@@ -338,8 +349,19 @@ def _perf(args) -> int:
     return 130 if result.get("interrupted") else 0
 
 
+def _stop_on_signal(signum, frame) -> None:
+    """SIGTERM (a scheduler, `timeout`, `kill`) ends the command as Ctrl-C does: one line, no
+    traceback, exit 128 + the signal's number. During a sweep's fit the sweep installs its own
+    graceful stop (bench.sweep.endings) and puts this one back afterwards."""
+    from bench.errors import SignalInterrupt
+
+    raise SignalInterrupt(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from bench.errors import UserError
+    import signal
+
+    from bench.errors import Interrupted, UserError
 
     try:
         parser = build_parser()  # the family choices import the plugins, which may fail
@@ -351,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers.update(predict=_predict, export=_export)
     handlers["perf"] = _perf
     handlers["reproduce"] = _reproduce
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:  # not when embedded in a program that set its own
+        signal.signal(signal.SIGTERM, _stop_on_signal)
     try:
         if args.command == "models":
             return _models_list(args)
@@ -360,9 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"fer-bench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fer-bench: interrupted", file=sys.stderr)
-        return 130
+    except Interrupted as exc:
+        print(f"fer-bench: interrupted: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"fer-bench: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

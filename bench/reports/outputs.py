@@ -12,7 +12,7 @@ from bench.reports import plots, sweep_report
 from bench.reports.importance import param_importances
 from bench.reports.published import PUBLISHED_FILE, load_published
 from bench.results.record import Record
-from bench.results.store import load_records
+from bench.results.store import current_records, load_records
 from bench.sweep.spaces import load_space
 from bench.sweep.trials import asha_rungs, read_trials
 
@@ -115,7 +115,7 @@ def write_leaderboard(results_dir: Path, published_path: Path | None = None,
     """leaderboard.md (plots linked), .csv and a self-contained .html (plots embedded); with
     ``dataset``, leaderboard-<dataset>.* of that dataset's records only."""
     results_dir = Path(results_dir)
-    records = load_records(results_dir)
+    records = current_records(load_records(results_dir))  # a resumed sweep's earlier records are replaced
     published = load_published(published_path or results_dir / PUBLISHED_FILE)
     if dataset:
         records, published = _only_dataset(records, published, dataset, results_dir)

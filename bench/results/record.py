@@ -96,6 +96,13 @@ class Record:
     searched: list = field(default_factory=list)  # the keys the sweep searched
     threads: int | None = None  # torch threads per trial (CPU sums depend on them)
     resumed: bool | None = None
+    # what stopped the sweep before its end: "SIGINT", "SIGTERM" or "error: <Type>: <message>"; None
+    # when it ran to its end (or to its time budget: budget["ended_by_time_budget"]). `--resume` continues it.
+    interrupted: str | None = None
+    # one sweep, one current record: a resumed sweep's record names the ids of the earlier records
+    # of that sweep it replaces; the store's loader sets superseded_by on those (records.jsonl is append-only)
+    supersedes: list = field(default_factory=list)
+    superseded_by: str | None = None
     objectives: list = field(default_factory=list)  # a multi-objective sweep's metrics
     pareto: list = field(default_factory=list)  # ... and its Pareto front (validation)
     benchmark_run: str | None = None  # kind "benchmark": the retrain grid's name

@@ -13,8 +13,8 @@ from bench.results.record import OBJECTIVE_MODES, Record, as_record, metric_mode
 
 # OBJECTIVE_MODES, metric_mode and record_id live in bench.results.record; they are re-exported here for
 # the callers that import them from the store
-__all__ = ["OBJECTIVE_MODES", "RECORDS_FILE", "Record", "append_record", "best_record", "find_record",
-           "load_records", "metric_mode", "provenance", "record_id", "records_frame"]
+__all__ = ["OBJECTIVE_MODES", "RECORDS_FILE", "Record", "append_record", "best_record", "current_records",
+           "find_record", "load_records", "metric_mode", "provenance", "record_id", "records_frame"]
 
 RECORDS_FILE = "records.jsonl"
 _PACKAGES = ("fer-bench", "torch", "torchvision", "timm", "ray", "optuna", "numpy")
@@ -62,7 +62,33 @@ def load_records(results_dir: Path) -> list[Record]:
             records.append(Record.from_dict(data))
         except UserError as exc:
             raise UserError(f"{path}, line {number}: {exc}") from None
+    return mark_superseded(records)
+
+
+def mark_superseded(records: list[Record]) -> list[Record]:
+    """Set ``superseded_by`` on each record a later one names in its ``supersedes`` (in place; the
+    latest naming wins). Supersession lives in the replacing record, since the store only appends."""
+    superseded = _superseded_ids(records)
+    for r in records:
+        if r.id in superseded:
+            r.superseded_by = superseded[r.id][-1]
     return records
+
+
+def _superseded_ids(records: list[Record]) -> dict[str, list[str]]:
+    by: dict[str, list[str]] = {}
+    for r in records:
+        for old in r.supersedes or []:
+            by.setdefault(old, []).append(r.id)
+    return by
+
+
+def current_records(records: list[Record]) -> list[Record]:
+    """The records no later record supersedes (a sweep that was interrupted and resumed counts
+    once, with its last record): what leaderboards, ``best:`` and ``benchmark`` use."""
+    records = [as_record(r) for r in records]
+    superseded = _superseded_ids(records)
+    return [r for r in records if not r.superseded_by and r.id not in superseded]
 
 
 def find_record(records: list[Record], record_id_: str) -> Record | None:
@@ -81,7 +107,8 @@ def best_record(records: list[Record], dataset: str, family: str | tuple[str, ..
     """THE selection rule of fer-bench (``best:`` references, fusion encoders, the sweep a benchmark
     retrains): among records of ``dataset`` whose search family is ``family`` (or one of them), of
     one of ``kinds`` (default: any), that pass ``where`` (e.g. "has a checkpoint on disk") and were
-    selected on validation, the one with the best validation score. Never a test score.
+    selected on validation, the one with the best validation score. Never a test score. Only
+    current records compete (``current_records``: a resumed sweep's earlier records do not).
 
     The score is the candidates' own objective in its stored direction (``val/loss`` is
     minimised); when candidates were swept on different objectives they are compared on the latest
@@ -89,7 +116,7 @@ def best_record(records: list[Record], dataset: str, family: str | tuple[str, ..
     to the latest record."""
     wanted = (family,) if isinstance(family, str) else tuple(family)
     candidates = []
-    for r in map(as_record, records):
+    for r in current_records(records):
         if r.dataset != dataset or r.family not in wanted or r.selection != "val":
             continue
         if kinds is not None and r.kind not in kinds:

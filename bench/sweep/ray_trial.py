@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.sweep.endings import quiet_stop_in_worker
+
+# A trial stopped by Tune says nothing (no "Exception ignored ... SystemExit" traceback). In a Ray
+# worker this module is imported when a trial's actor is created, before the trial restores or
+# runs: the earliest point fer-bench code runs there (a stop during a restore printed one).
+quiet_stop_in_worker()
 
 CONFIG_ERROR = "config_error"  # the result key of a trial ended by a configuration error
 FIXED_JOB_KEY = "job"  # run_fixed_configs wraps each full config under this key of a grid

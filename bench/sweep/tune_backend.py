@@ -37,7 +37,7 @@ class SweepSettings:
     workers_per_trial: int = 1
     metric: str = "val/uar"
     mode: str = "max"
-    # Ray Tune's time_budget_s: the sweep stops (cleanly, trials keep their last checkpoint) after it
+    # the fit stops after it as on Ctrl-C (trials keep their last checkpoint; --resume continues them)
     time_budget_s: float | None = None
 
     @property
@@ -137,16 +137,16 @@ def _wrapped_trainable(settings: SweepSettings, cache_dir: Path, data_root: str 
 
 
 def _reporter(space: SearchSpace):
-    """A compact table: the searched hyperparameters and the validation metrics, every 30 s."""
-    from ray import tune
+    """A compact table: the searched hyperparameters and the validation metrics, every 30 s,
+    finished trials best first (``progress.SweepReporter``: a trial without a score cannot break it)."""
+    from bench.sweep.progress import SweepReporter
 
-    return tune.CLIReporter(
+    return SweepReporter(
         metric_columns={"epoch": "ep", "train/loss": "train loss", "val/accuracy": "val acc",
                         space.metric: space.metric.replace("val/", "val ")},
         # conditional params are absent from some configs, which the reporter cannot show
         parameter_columns={p.key: p.key.split(".", 1)[1] for p in space.params if not p.when},
-        max_report_frequency=30, max_progress_rows=30, sort_by_metric=True,
-        metric=space.metric, mode=space.mode,
+        max_report_frequency=30, max_progress_rows=30, metric=space.metric, mode=space.mode,
     )
 
 
@@ -198,23 +198,55 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
         )
     else:
         scheduler = FIFOScheduler()
+    # the time budget is endings.Deadline's (fit_sweep), not Tune's time_budget_s: Tune's stopper
+    # TERMINATEs the running trials for good and its spent remainder is restored on every resume
     tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.samples,
                                   max_concurrent_trials=ddp_concurrency(settings),
-                                  reuse_actors=_reuse_actors(settings), time_budget_s=settings.time_budget_s)
+                                  reuse_actors=_reuse_actors(settings))
     return tune.Tuner(_wrapped_trainable(settings, cache_dir, data_root), tune_config=tune_config,
                       run_config=run_config(settings, space.metric, space.mode, verbose=settings.verbose,
                                             progress_reporter=_reporter(space)))
 
 
-def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None):
+def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_root: str | None,
+                  space: SearchSpace | None = None):
     """Continue a sweep: finished trials stay, unfinished and errored ones resume from their last
-    checkpoint, and the pickled Optuna searcher carries on the same study."""
+    checkpoint, and the pickled Optuna searcher carries on the same study.
+
+    Tune restores the first run's RunConfig from ``tuner.pkl``: its reporter (one pickled by an
+    older fer-bench sorted with Ray's ``sort_by_metric``, which raised on a trial without results)
+    and its verbosity (``--quiet`` on a resume was ignored). With ``space`` given they are this
+    command's instead (Ray has no public setter for them). The time budget is the command's
+    (``endings.Deadline`` in ``fit_sweep``)."""
     from ray import tune
 
     if not tune.Tuner.can_restore(path):
         raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
-    return tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root),
-                              resume_errored=True)
+    tuner = tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root), resume_errored=True)
+    internal = getattr(tuner, "_local_tuner", None)  # None under Ray Client, which keeps the pickled ones
+    if space is not None and internal is not None:
+        run = internal.get_run_config()
+        run.progress_reporter, run.verbose = _reporter(space), settings.verbose
+    return tuner
+
+
+def can_restore(path: str) -> bool:
+    """Whether Ray saved enough of the experiment at ``path`` to restore it."""
+    from ray import tune
+
+    return tune.Tuner.can_restore(path)
+
+
+def trial_states(path: str) -> dict[str, int]:
+    """How many trials of the experiment at ``path`` are in each state, as Tune saved them last
+    (after an interrupted fit, Tune's in-memory trials read TERMINATED; the saved ones are the
+    PENDING/RUNNING that a resume continues)."""
+    from ray.tune import ExperimentAnalysis
+
+    counts: dict[str, int] = {}
+    for trial in ExperimentAnalysis(path).trials:
+        counts[trial.status] = counts.get(trial.status, 0) + 1
+    return counts
 
 
 SWEEP_META = "fer-bench-sweep.json"
@@ -232,8 +264,23 @@ def write_sweep_meta(run_path: str, meta: dict) -> None:
 
     fs, path = _filesystem(run_path)
     fs.create_dir(path, recursive=True)
-    with fs.open_output_stream(f"{path}/{SWEEP_META}") as f:
+    # written aside and moved into place: a driver killed mid-write must not lose the sweep's meta
+    with fs.open_output_stream(f"{path}/{SWEEP_META}.partial") as f:
         f.write(json.dumps(meta, indent=2, default=str).encode())
+    fs.move(f"{path}/{SWEEP_META}.partial", f"{path}/{SWEEP_META}")
+
+
+def note_sweep_run(run_path: str, **entry) -> None:
+    """Add to the sweep meta's ``runs`` (one entry per command that fitted the sweep): a new entry
+    when it has ``started``, else the last entry updated (``ended``, ``ended_by``). A run killed
+    with SIGKILL keeps an entry without ``ended``."""
+    meta = read_sweep_meta(run_path) or {}
+    runs = list(meta.get("runs", []))
+    if "started" in entry or not runs:
+        runs.append(entry)
+    else:
+        runs[-1] = {**runs[-1], **entry}
+    write_sweep_meta(run_path, {**meta, "runs": runs})
 
 
 def read_sweep_meta(run_path: str) -> dict | None:
