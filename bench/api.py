@@ -446,16 +446,24 @@ def _test_fields(adapter, config: dict, test: dict, results: Path | None = None)
     }
 
 
+BENCHMARK_META = "fer-bench-benchmark.json"
+
+
 def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
               cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
-              refit: bool = True) -> list[Record]:
+              refit: bool = True, resume: bool = False, name: str | None = None) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
     leader on another corpus over the shared classes. ``refit`` (the default) retrains on train + val
     for the epochs at which the sweep's validation score peaked and tests the last epoch; without it
-    each fold trains on train only and tests its best epoch on validation."""
+    each fold trains on train only and tests its best epoch on validation.
+
+    Each fold x seed is tested and appended to the store as soon as it finishes, so a killed driver
+    loses no finished fold; ``resume`` continues the benchmark ``name`` (default: the latest one of
+    this sweep under the storage) through ``Tuner.restore``: recorded folds stay, only the rest run.
+    Returns every record of the benchmark, those of earlier runs of it included."""
     from bench.sweep import benchmark as bm
     from bench.sweep import tune_backend
 
@@ -465,6 +473,9 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     cache = paths.cache_dir(cache_dir)
     source = bm.source_search_record(load_records(results), dataset, modality)
     if eval_dataset:
+        if resume:
+            raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation "
+                            "(--eval-dataset) is one step and has nothing to resume")
         get_adapter(eval_dataset)
         outcome = bm.cross_corpus(source.checkpoint, eval_dataset, cache_dir=cache,
                                   data_root=paths.data_root(eval_data_root))
@@ -475,50 +486,126 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
                         source_run=source.run, space_hash=source.space_hash, provenance=provenance(), **outcome)
         append_record(results, record)
         return [record]
-    adapter = get_adapter(dataset)
+    get_adapter(dataset)
     root = paths.data_root(data_root) or source.config.get("data.data_root")
     # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
     metric, mode = source.objective, source.objective_mode
-    ranked = bm.top_configs(source.run_path, metric, mode, top_k)
-    configs = [bm.refit_config(c, epoch) if refit else c for c, epoch in ranked]
-    jobs = bm.expand_jobs(configs, adapter.num_folds, seeds)
-    run_name = f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    storage_path = paths.storage_path(storage, results)
+    if resume:
+        run_name, meta = _benchmark_to_resume(storage_path, source, name)
+        jobs, refit = meta["jobs"], meta["refit"]
+    else:
+        ranked = bm.top_configs(source.run_path, metric, mode, top_k)
+        configs = [bm.refit_config(c, epoch) if refit else c for c, epoch in ranked]
+        jobs = bm.expand_jobs(configs, get_adapter(dataset).num_folds, seeds)
+        run_name = name or f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        if tune_backend.read_sweep_meta(f"{storage_path.rstrip('/')}/{run_name}", BENCHMARK_META) is not None:
+            raise UserError(f"a benchmark named {run_name!r} already exists under {storage_path!r}; add "
+                            f"--resume to continue it, or choose another --name")
     settings = tune_backend.SweepSettings(
-        name=run_name, storage=paths.storage_path(storage, results), samples=len(jobs),
+        name=run_name, storage=storage_path, samples=len(jobs),
         max_epochs=int(source.budget["max_epochs"]), cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, verbose=verbose,
+        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"),
     )
-    keep = results / "models" / run_name
+    run_path = f"{storage_path.rstrip('/')}/{run_name}"
+    writer = BenchmarkWriter(dataset=dataset, family=modality, source=source, run_name=run_name, refit=refit,
+                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, results=results,
+                             cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose)
     tune_backend.connect(address)
-    start = time.time()
+    if not resume:
+        tune_backend.write_sweep_meta(run_path, {
+            "dataset": dataset, "modality": modality, "source_run": source.run, "jobs": jobs, "refit": refit,
+            "top_k": top_k, "seeds": seeds,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}, BENCHMARK_META)
     # a refit keeps its last epoch (validation is seen data); a plain retrain its best on validation
     runs = tune_backend.run_fixed_configs(jobs, settings, metric="training_iteration" if refit else metric,
                                           mode="max" if refit else mode, cache_dir=cache, data_root=root,
-                                          keep_dir=keep)
-    wall = time.time() - start
-    written = []
-    for run in runs:
+                                          keep_dir=results / "models" / run_name, on_run=writer, resume=resume)
+    for run in runs:  # what the per-run callback did not record (a fold finished before a kill, a failure)
         if run.checkpoint is None:
             print(f"warning: retrain fold {run.config['data.fold']} seed {run.config['train.seed']} "
                   f"failed ({run.error}); it is left out of the leaderboard")
             continue
-        test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=cache, data_root=root)
+        writer(run)
+    return writer.recorded()
+
+
+def _benchmark_to_resume(storage: str, source: Record, name: str | None) -> tuple[str, dict]:
+    """The benchmark ``name`` under ``storage`` (default: the latest begun of ``source``'s sweep) and
+    what its first run decided (the jobs, refit or not)."""
+    from bench.sweep import tune_backend
+
+    if name is None:
+        begun = [(meta.get("started", ""), run) for run in tune_backend.runs_with_meta(storage, BENCHMARK_META)
+                 if (meta := tune_backend.read_sweep_meta(f"{storage.rstrip('/')}/{run}", BENCHMARK_META))
+                 and meta.get("source_run") == source.run]
+        if not begun:
+            raise UserError(f"no benchmark of sweep {source.run!r} to resume under {storage!r}; "
+                            f"run it without --resume, or give the same --storage / --results-dir")
+        name = max(begun)[1]
+    meta = tune_backend.read_sweep_meta(f"{storage.rstrip('/')}/{name}", BENCHMARK_META)
+    if meta is None:
+        raise UserError(f"no benchmark named {name!r} to resume under {storage!r}; check --name and --storage")
+    return name, meta
+
+
+@dataclass
+class BenchmarkWriter:
+    """Tests one finished fold x seed run and appends its record, once: a run already recorded
+    under this benchmark (same config, fold and seed) is not recorded again, so the per-run
+    callback, the pass after fit and a resume can all call it."""
+
+    dataset: str
+    family: str
+    source: Record
+    run_name: str
+    refit: bool
+    cpus_per_trial: float
+    gpus_per_trial: float
+    results: Path
+    cache: Path
+    root: str | None
+    resumed: bool
+    start: float
+    verbose: int = 1
+
+    def recorded(self) -> list[Record]:
+        return [r for r in load_records(self.results) if r.kind == "benchmark" and r.benchmark_run == self.run_name]
+
+    def __call__(self, run) -> Record | None:
+        from bench.results.record import config_id
+
+        key = _run_key(run.config)
+        if any(_run_key(r.config) == key for r in self.recorded()):
+            return None
+        test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=self.cache, data_root=self.root)
+        source, cpus, gpus = self.source, self.cpus_per_trial, self.gpus_per_trial
         record = Record(
-            kind="benchmark", **_test_fields(adapter, run.config, test, results),
-            run=source.run, benchmark_run=run_name, dataset=dataset, family=modality,
+            kind="benchmark", **_test_fields(get_adapter(self.dataset), run.config, test, self.results),
+            run=source.run, benchmark_run=self.run_name, dataset=self.dataset, family=self.family,
             seed=run.config["train.seed"], searched=list(source.searched),
             space_hash=source.space_hash, space_path=source.space_path,
-            objective=metric, objective_mode=mode, selection="val", val={} if refit else run.val,
-            threads=max(1, int(cpus_per_trial)),
-            run_path=source.run_path,
+            objective=source.objective, objective_mode=source.objective_mode, selection="val",
+            val={} if self.refit else run.val, threads=max(1, int(cpus)), run_path=source.run_path,
             # the search budget that chose this config, plus what this retrain cost
             budget={**source.budget, "retrain_epochs": run.epochs,
-                    "retrain_device_seconds": run.seconds * max(cpus_per_trial, gpus_per_trial)},
-            benchmark_wall_seconds=wall, checkpoint=run.checkpoint,
+                    "retrain_device_seconds": run.seconds * max(cpus, gpus)},
+            # the benchmark's wall time when this fold was recorded (of this invocation, on a resume)
+            benchmark_wall_seconds=time.time() - self.start, checkpoint=run.checkpoint,
+            resumed=self.resumed or None,
         )
-        append_record(results, record)
-        written.append(record)
-    return written
+        append_record(self.results, record)
+        if self.verbose:
+            print(f"Recorded {record.model} [{config_id(run.config)}] fold {record.fold} seed {record.seed}: "
+                  f"test UAR {100 * record.test['uar']:.1f}%", flush=True)
+        return record
+
+
+def _run_key(config: dict) -> tuple:
+    from bench.results.record import config_id
+
+    return config_id(config), config.get("data.fold"), config.get("train.seed")
 
 
 def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str | None = None,

@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage")
     p.add_argument("--cache-dir")
     p.add_argument("--results-dir")
+    p.add_argument("--name", help="the benchmark's name (default <sweep>-benchmark-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the benchmark --name (default: this sweep's latest) after a crash: recorded "
+                        "folds stay, only the rest run")
     p.add_argument("--quiet", action="store_true")
     p = sub.add_parser("leaderboard", help="write results/leaderboard.{md,csv,html} (+ plots/) and print it")
     p.add_argument("--results-dir")
@@ -258,14 +262,16 @@ def _benchmark(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
-        refit=args.refit,
+        refit=args.refit, resume=args.resume, name=args.name,
     )
     for r in records:
         where = (f"on {r.eval_dataset} ({len(r.shared_classes)} shared classes)" if r.kind == "cross_corpus"
                  else f"fold {r.fold} seed {r.seed}")
         print(f"{r.model} {where}: test accuracy {100 * r.test['accuracy']:.1f}%, "
               f"UAR {100 * r.test['uar']:.1f}%, macro-F1 {100 * r.test['macro_f1']:.1f}%")
-    print(f"{len(records)} record(s) appended; `fer-bench leaderboard` shows mean ± std.")
+    run = next((r.benchmark_run for r in records if r.benchmark_run), None)
+    print(f"{len(records)} record(s) in the store" + (f" for benchmark {run}" if run else "")
+          + "; `fer-bench leaderboard` shows mean ± std.")
     return 0
 
 

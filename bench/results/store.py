@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -21,9 +22,12 @@ _PACKAGES = ("fer-bench", "torch", "torchvision", "timm", "ray", "optuna", "nump
 
 
 def append_record(results_dir: Path, record: Record | dict) -> Path:
-    """Append under an exclusive lock: several benchmark processes may write at once. The record
-    gets its ``id`` here (in place, so the caller can print it); a dict is converted to a ``Record``
-    first (and gets the id too)."""
+    """Append one line atomically: several sweeps or benchmarks (two users, one shared folder) may
+    write one store at once. The whole line goes in one ``write`` under an exclusive ``flock``
+    (NFS v4 maps it to a byte-range lock), so no line is torn or interleaved; one store file, not a
+    file per record, keeps every reader's ``records.jsonl`` as it is. The record gets its ``id``
+    here (in place, so the caller can print it); a dict is converted to a ``Record`` first (and
+    gets the id too)."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / RECORDS_FILE
@@ -32,12 +36,14 @@ def append_record(results_dir: Path, record: Record | dict) -> Path:
         typed.id = record_id(typed.to_dict())
     if isinstance(record, dict):
         record.setdefault("id", typed.id)
-    line = json.dumps(typed.to_dict(), sort_keys=True, default=str)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(line + "\n")
-        f.flush()
-        fcntl.flock(f, fcntl.LOCK_UN)
+    data = memoryview((json.dumps(typed.to_dict(), sort_keys=True, default=str) + "\n").encode())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        while data:  # a regular file takes it in one write; the loop covers a short one
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)  # releases the lock; a killed process loses nothing the kernel already has
     return path
 
 

@@ -258,16 +258,17 @@ def _filesystem(path: str):
     return pyarrow.fs.FileSystem.from_uri(path) if "://" in path else (pyarrow.fs.LocalFileSystem(), path)
 
 
-def write_sweep_meta(run_path: str, meta: dict) -> None:
-    """What a resume must match (space hash) or reuse (budget), beside Ray's own state."""
+def write_sweep_meta(run_path: str, meta: dict, filename: str = SWEEP_META) -> None:
+    """What a resume must match (space hash) or reuse (budget), beside Ray's own state; a
+    benchmark grid writes its own (``filename``)."""
     import json
 
     fs, path = _filesystem(run_path)
     fs.create_dir(path, recursive=True)
     # written aside and moved into place: a driver killed mid-write must not lose the sweep's meta
-    with fs.open_output_stream(f"{path}/{SWEEP_META}.partial") as f:
+    with fs.open_output_stream(f"{path}/{filename}.partial") as f:
         f.write(json.dumps(meta, indent=2, default=str).encode())
-    fs.move(f"{path}/{SWEEP_META}.partial", f"{path}/{SWEEP_META}")
+    fs.move(f"{path}/{filename}.partial", f"{path}/{filename}")
 
 
 def note_sweep_run(run_path: str, **entry) -> None:
@@ -283,16 +284,16 @@ def note_sweep_run(run_path: str, **entry) -> None:
     write_sweep_meta(run_path, {**meta, "runs": runs})
 
 
-def read_sweep_meta(run_path: str) -> dict | None:
+def read_sweep_meta(run_path: str, filename: str = SWEEP_META) -> dict | None:
     import json
 
     import pyarrow.fs
 
     fs, path = _filesystem(run_path)
-    info = fs.get_file_info(f"{path}/{SWEEP_META}")
+    info = fs.get_file_info(f"{path}/{filename}")
     if info.type == pyarrow.fs.FileType.NotFound:
         return None
-    with fs.open_input_stream(f"{path}/{SWEEP_META}") as f:
+    with fs.open_input_stream(f"{path}/{filename}") as f:
         return json.loads(f.read().decode())
 
 
@@ -315,32 +316,50 @@ def _reuse_actors(settings: SweepSettings) -> bool:
 
 
 def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: str, mode: str,
-                      cache_dir: Path, data_root: str | None, keep_dir: Path) -> list[FixedRun]:
+                      cache_dir: Path, data_root: str | None, keep_dir: Path, on_run=None,
+                      resume: bool = False) -> list[FixedRun]:
     """Train each full config once, in parallel across the cluster (a grid, no searcher, no early
-    stopping); keep each run's best-on-validation checkpoint under ``keep_dir/<i>``."""
+    stopping); keep each run's best-on-validation checkpoint under ``keep_dir/<i>`` (``i`` its
+    index in ``configs``). ``on_run(FixedRun)`` is called on the driver as each run completes (a
+    benchmark records each fold then); ``resume`` restores the grid ``settings.name`` under
+    ``settings.storage`` (finished runs stay, the rest resume from their last checkpoint)."""
     from ray import tune
 
-    tuner = tune.Tuner(
-        _wrapped_trainable(settings, cache_dir, data_root),
-        param_space={FIXED_JOB_KEY: tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=_reuse_actors(settings)),
-        run_config=run_config(settings, metric, mode, verbose=settings.verbose),
+    from bench.sweep.run_callbacks import ACTIVE_WRITERS, EachFixedRun
+
+    path = f"{settings.storage.rstrip('/')}/{settings.name}"
+    trainable = _wrapped_trainable(settings, cache_dir, data_root)
+    if on_run is not None:
+        ACTIVE_WRITERS[settings.name] = on_run
+    try:
+        if resume and tune.Tuner.can_restore(path):
+            tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+        else:  # a new grid, or one whose driver died before Tune saved any state
+            tuner = tune.Tuner(
+                trainable,
+                param_space={FIXED_JOB_KEY: tune.grid_search(configs)},
+                tune_config=tune.TuneConfig(num_samples=1, reuse_actors=_reuse_actors(settings)),
+                run_config=run_config(settings, metric, mode, verbose=settings.verbose,
+                                      callbacks=[EachFixedRun(settings.name, configs, str(keep_dir))]),
+            )
+        results = list(tuner.fit())
+    finally:
+        ACTIVE_WRITERS.pop(settings.name, None)
+    return [_fixed_run(result, configs, metric, mode, keep_dir) for result in results]
+
+
+def _fixed_run(result, configs: list[dict], metric: str, mode: str, keep_dir: Path) -> FixedRun:
+    config = result.config[FIXED_JOB_KEY]
+    frame = result.metrics_dataframe
+    if result.error is not None or frame is None or metric not in frame or _config_error(result):
+        return FixedRun(config, None, {}, 0, 0.0, _error_line(result.error) or _config_error(result))
+    best = best_row(frame, metric, mode)
+    checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
+    return FixedRun(
+        config, checkpoint.to_directory(str(Path(keep_dir) / str(configs.index(config)))),
+        {k.split("/", 1)[1]: float(best[k]) for k in best.index if k.startswith("val/")},
+        int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
     )
-    runs = []
-    for index, result in enumerate(tuner.fit()):
-        config = result.config[FIXED_JOB_KEY]
-        frame = result.metrics_dataframe
-        if result.error is not None or frame is None or metric not in frame or _config_error(result):
-            runs.append(FixedRun(config, None, {}, 0, 0.0, _error_line(result.error) or _config_error(result)))
-            continue
-        best = best_row(frame, metric, mode)
-        checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
-        runs.append(FixedRun(
-            config, checkpoint.to_directory(str(Path(keep_dir) / str(index))),
-            {k.split("/", 1)[1]: float(best[k]) for k in best.index if k.startswith("val/")},
-            int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
-        ))
-    return runs
 
 
 def _config_error(result) -> str | None:
@@ -435,3 +454,15 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         errors=errors,
         pareto=pareto,
     )
+
+
+def runs_with_meta(storage: str, filename: str) -> list[str]:
+    """The names of the runs under ``storage`` that hold the meta file ``filename``."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(storage)
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+        return []
+    return sorted(info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path))
+                  if info.type == pyarrow.fs.FileType.Directory
+                  and fs.get_file_info(f"{info.path}/{filename}").type == pyarrow.fs.FileType.File)
