@@ -195,6 +195,7 @@ SHIPPED_HASHES = {
     "voice/emodb.yaml": "580b59120ee4", "voice/ravdess.yaml": "580b59120ee4", "voice/tess.yaml": "580b59120ee4",
     "voice/synthetic-voice.yaml": "9a428080b959",
 }
+SHIPPED_HASHES.update({"face/affectnet.yaml": "55c40f520fde", "face/affectnet7.yaml": "55c40f520fde"})  # new, issue 19
 
 
 def test_shipped_spaces_resolve_to_what_they_searched_before():

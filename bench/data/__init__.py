@@ -8,6 +8,7 @@ from fer_models.spec import InputSpec
 
 from ..errors import UserError
 from .afew import Afew
+from .affectnet import AffectNet, AffectNet7
 from .base import DatasetAdapter, IndexResult, Sample
 from .ckplus import CkPlus
 from .cremad import CremaD, CremaDAV
@@ -41,7 +42,7 @@ register_dataset(SyntheticFaces)
 register_dataset(SyntheticFacesLarge)  # model.init's measurements: a large set to start from
 
 # Face-image datasets in their native layouts.
-for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe):
+for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe, AffectNet, AffectNet7):
     register_dataset(_face_dataset)
 
 # Voice, video and audio-visual datasets (native layouts), and their synthetic stand-ins.

@@ -177,7 +177,7 @@ def entry_path(cache_dir: Path, settings: FaceAlignSettings, sha256: str) -> Pat
     return Path(cache_dir) / "faces" / f"v{ALIGN_VERSION}-{settings.key()}" / sha256[:2] / f"{sha256}.npz"
 
 
-def _write_entry(path: Path, face: AlignedFace) -> None:
+def write_entry(path: Path, face: AlignedFace) -> None:
     # tempfile + os.replace: a concurrent trial or another node never sees a half-written entry.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
@@ -248,7 +248,7 @@ def prepare_faces(jobs: list[FaceJob], cache_dir: Path, settings: FaceAlignSetti
                 except Exception as exc:  # a file that changed or broke since indexing: skip it
                     report.skipped.append(Skipped(job.key, f"cannot read image ({exc})"))
             for job, face in zip(batch, aligner.align(images)):
-                _write_entry(entry_path(cache_dir, settings, job.sha256), face)
+                write_entry(entry_path(cache_dir, settings, job.sha256), face)
                 report.computed += 1
                 if not face.detected:
                     failures.append(job.key)
