@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from bench.families import DEFAULT_FAMILY, family_names
@@ -74,6 +75,10 @@ def _add_data_summary_and_prepare(dsub) -> None:
                    help="which face when MTCNN finds several")
     p.add_argument("--no-face", choices=["centre", "drop"], default="centre",
                    help="when MTCNN finds no face: centre-crop the image, or drop it from the dataset")
+    p.add_argument("--address", help="spread the work over the Ray cluster at HOST:PORT (--cache-dir must be "
+                                     "a folder every node sees)")
+    p.add_argument("--workers", type=_positive_int,
+                   help="local Ray workers without --address (default: every core; 1: in this process, no Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -208,8 +213,16 @@ def _data_prepare(args) -> int:
         from bench.data.prep.faces import FaceAlignSettings
 
         options["settings"] = FaceAlignSettings(crop_size=args.crop_size, select=args.select, no_face=args.no_face)
-    _, report = prepare_dataset(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir),
-                                progress=not args.quiet, **options)
+    workers = args.workers or os.cpu_count() or 1
+    if args.address or workers > 1:  # Ray tasks over shards of the samples, on the cluster or every local core
+        from bench.sweep.prepare_ray import prepare_on_ray
+
+        _, report = prepare_on_ray(args.dataset, paths.data_root(args.data_root), paths.cache_dir(args.cache_dir),
+                                   address=args.address, workers=None if args.address else workers,
+                                   progress=not args.quiet, **options)
+    else:
+        _, report = prepare_dataset(args.dataset, paths.data_root(args.data_root),
+                                    paths.cache_dir(args.cache_dir), progress=not args.quiet, **options)
     print(format_report(args.dataset, report))
     return 0
 

@@ -179,12 +179,16 @@ class AffectNet(FaceImageAdapter):
             report.computed += 1
             box_only += s.meta["points"] is None
         remember_settings(cache_dir, self.name, settings)
-        if box_only:
-            report.notes.append(f"{box_only} faces had no usable 68 landmarks: their annotated box was cropped "
-                                f"instead of aligned.")
         report.stats = {"crop_size": settings.crop_size, "settings_key": settings.key(), "box_only": box_only}
+        report.notes += self.prepare_notes(report.stats)
         report.seconds = time.time() - start
         return report
+
+    def prepare_notes(self, stats: dict) -> list[str]:
+        if "box_only" not in stats:
+            return super().prepare_notes(stats)
+        return [f"{stats['box_only']} faces had no usable 68 landmarks: their annotated box was cropped "
+                f"instead of aligned."] if stats["box_only"] else []
 
     def load_arrays(self, samples: list[Sample], root: Path | None, cache_dir: Path) -> np.ndarray:
         if not any("box" in s.meta for s in samples):

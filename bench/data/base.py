@@ -97,6 +97,11 @@ class DatasetAdapter:
         Default: nothing to prepare."""
         return PrepareReport(total=len(samples), cached=len(samples))
 
+    def prepare_notes(self, stats: dict) -> list[str]:
+        """The notes ``prepare`` derives from its stats (rates, counts): a prepare split in shards
+        (``fer-bench data prepare`` over Ray) sums the shards' stats and asks again."""
+        return []
+
     def load_arrays(self, samples: list[Sample], root: Path | None, cache_dir: Path) -> np.ndarray:
         """Return the samples' media as one uint8 array (N x H x W x C for images)."""
         raise NotImplementedError

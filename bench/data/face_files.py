@@ -20,6 +20,7 @@ from .prep.faces import (
     FaceJob,
     active_settings,
     detected_flags,
+    face_notes,
     load_entries,
     prepare_faces,
     remember_settings,
@@ -179,6 +180,10 @@ class FaceImageAdapter(DatasetAdapter):
         report.total += len(samples) - len(to_align)
         report.cached += len(samples) - len(to_align)
         return report
+
+    def prepare_notes(self, stats: dict) -> list[str]:
+        """The report's notes from its (possibly summed over shards) stats."""
+        return face_notes(stats)
 
     def load_arrays(self, samples: list[Sample], root: Path | None, cache_dir: Path) -> np.ndarray:
         """N x H x W x C uint8: aligned crops from the cache, or the dataset's own face crops."""

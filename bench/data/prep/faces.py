@@ -256,16 +256,25 @@ def prepare_faces(jobs: list[FaceJob], cache_dir: Path, settings: FaceAlignSetti
         bar.close()
     processed = report.computed
     report.stats = {"detected": processed - len(failures), "no_face": len(failures),
-                    "no_face_files": failures, "crop_size": settings.crop_size, "settings_key": settings.key()}
-    if processed:
-        rate = len(failures) / processed
-        report.notes.append(f"MTCNN found no face in {len(failures)} of {processed} images ({100 * rate:.1f}%); "
-                            f"for those {settings.describe_fallback()} (--no-face {settings.no_face}).")
-        if failures:
-            shown = ", ".join(failures[:10]) + (f" and {len(failures) - 10} more" if len(failures) > 10 else "")
-            report.notes.append(f"No face found in: {shown}.")
+                    "no_face_files": failures, "crop_size": settings.crop_size, "settings_key": settings.key(),
+                    "no_face_option": settings.no_face, "fallback": settings.describe_fallback()}
+    report.notes += face_notes(report.stats)
     report.seconds = time.time() - start
     return report
+
+
+def face_notes(stats: dict) -> list[str]:
+    """The report's lines on detection failures, from its stats (so shards' stats, summed, give
+    the same lines as one pass: ``bench.data.prepare.merge_reports``)."""
+    failures, processed = stats.get("no_face_files", []), stats.get("detected", 0) + stats.get("no_face", 0)
+    if not processed:
+        return []
+    notes = [f"MTCNN found no face in {len(failures)} of {processed} images ({100 * len(failures) / processed:.1f}%); "
+             f"for those {stats['fallback']} (--no-face {stats['no_face_option']})."]
+    if failures:
+        shown = ", ".join(failures[:10]) + (f" and {len(failures) - 10} more" if len(failures) > 10 else "")
+        notes.append(f"No face found in: {shown}.")
+    return notes
 
 
 def load_entries(shas: list[str], keys: list[str], cache_dir: Path, settings: FaceAlignSettings,
