@@ -79,7 +79,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
            objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
-           estimate: bool = True, init: list[str] | None = None) -> SearchResult:
+           estimate: bool = True, init: list[str] | None = None, mlflow: str | None = None) -> SearchResult:
     """Run a sweep of the search family ``modality`` (or, with ``resume``, continue the one named
     ``name``), pick the best trial on validation, test it once and record the result.
     ``time_budget`` (``30m``, ``2h``, seconds) stops the sweep cleanly after that long (default:
@@ -90,7 +90,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
                        name=name, address=address, seed=seed, data_root=data_root, cache_dir=cache_dir,
                        results_dir=results_dir, verbose=verbose, resume=resume, objective=objective,
                        workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate,
-                       init=init)
+                       init=init, mlflow=mlflow)
     fitted = fit_sweep(plan)
     try:
         record = record_search(plan, fitted)
@@ -109,7 +109,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
                 name: str | None, address: str | None, seed: int, data_root: str | None,
                 cache_dir: str | None, results_dir: str | None, verbose: int, resume: bool,
                 objective: str | None, workers_per_trial: int, time_budget: str | float | None,
-                estimate: bool, init: list[str] | None = None) -> SweepPlan:
+                estimate: bool, init: list[str] | None = None, mlflow: str | None = None) -> SweepPlan:
     """Check the request, load and resolve the space against the data and the models, and settle
     the Tune settings; a resumed sweep takes its budget and resolution from its first run. Every
     mistake found here stops the command before Ray starts."""
@@ -132,6 +132,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     if space.modality != family.name:
         raise UserError(f"{space.path!r} is a {space.modality} space, not a {family.name} one")
     extra_objectives = parse_objectives(objective, space)
+    mlflow_uri = _mlflow_uri(mlflow)
     device = "gpu" if gpus_per_trial else "cpu"
     time_budget_s = parse_duration(time_budget) if time_budget is not None else space.time_budget_for(device)
     cache = paths.cache_dir(cache_dir)
@@ -154,6 +155,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
         cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, seed=seed, verbose=verbose,
         fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), extra_objectives=extra_objectives,
         workers_per_trial=workers_per_trial, metric=space.metric, mode=space.mode, time_budget_s=time_budget_s,
+        mlflow_uri=mlflow_uri,
     )
     run_path = f"{settings.storage.rstrip('/')}/{run_name}"
     meta = tune_backend.read_sweep_meta(run_path)
@@ -390,7 +392,17 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
         record.supersedes = [r.id for r in current_records(load_records(plan.results))
                              if r.kind == "search" and r.run == settings.name and r.run_path == plan.run_path]
     append_record(plan.results, record)
+    if settings.mlflow_uri:
+        from bench.sweep.tracking import log_record
+
+        log_record(settings.mlflow_uri, settings.name, record.to_dict())
     return record
+
+
+def _mlflow_uri(text: str | None) -> str | None:
+    from bench.sweep.tracking import tracking_uri
+
+    return tracking_uri(text) if text is not None else None
 
 
 def _print_estimate(space, settings, extra_fixed: dict, cache: Path, root, address):
@@ -453,7 +465,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
               cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
-              refit: bool = True, resume: bool = False, name: str | None = None) -> list[Record]:
+              refit: bool = True, resume: bool = False, name: str | None = None,
+              mlflow: str | None = None) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
     leader on another corpus over the shared classes. ``refit`` (the default) retrains on train + val
@@ -487,6 +500,7 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
         append_record(results, record)
         return [record]
     get_adapter(dataset)
+    mlflow_uri = _mlflow_uri(mlflow)
     root = paths.data_root(data_root) or source.config.get("data.data_root")
     # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
     metric, mode = source.objective, source.objective_mode
@@ -506,12 +520,13 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
         name=run_name, storage=storage_path, samples=len(jobs),
         max_epochs=int(source.budget["max_epochs"]), cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, verbose=verbose,
-        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"),
+        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), mlflow_uri=mlflow_uri,
     )
     run_path = f"{storage_path.rstrip('/')}/{run_name}"
     writer = BenchmarkWriter(dataset=dataset, family=modality, source=source, run_name=run_name, refit=refit,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, results=results,
-                             cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose)
+                             cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose,
+                             mlflow_uri=mlflow_uri)
     tune_backend.connect(address)
     if not resume:
         tune_backend.write_sweep_meta(run_path, {
@@ -569,6 +584,7 @@ class BenchmarkWriter:
     resumed: bool
     start: float
     verbose: int = 1
+    mlflow_uri: str | None = None
 
     def recorded(self) -> list[Record]:
         return [r for r in load_records(self.results) if r.kind == "benchmark" and r.benchmark_run == self.run_name]
@@ -596,6 +612,10 @@ class BenchmarkWriter:
             resumed=self.resumed or None,
         )
         append_record(self.results, record)
+        if self.mlflow_uri:
+            from bench.sweep.tracking import log_record
+
+            log_record(self.mlflow_uri, self.run_name, record.to_dict())
         if self.verbose:
             print(f"Recorded {record.model} [{config_id(run.config)}] fold {record.fold} seed {record.seed}: "
                   f"test UAR {100 * record.test['uar']:.1f}%", flush=True)

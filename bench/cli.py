@@ -57,6 +57,8 @@ def _add_search(sub) -> None:
     p.add_argument("--time-budget", metavar="DURATION",
                    help="stop the sweep cleanly after this long, e.g. 30m, 90s, 2h or seconds "
                         "(default: the space's budget.time_budget)")
+    p.add_argument("--mlflow", metavar="URI", help="also log every trial and the record to MLflow: a tracking "
+                                                 "URI (sqlite:///runs.db, http://host:5000) or a local path")
 
 
 def _add_data_summary_and_prepare(dsub) -> None:
@@ -127,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir")
     p.add_argument("--results-dir")
     p.add_argument("--name", help="the benchmark's name (default <sweep>-benchmark-<time>)")
+    p.add_argument("--mlflow", metavar="URI", help="also log every retrain and record to MLflow (as for search)")
     p.add_argument("--resume", action="store_true",
                    help="continue the benchmark --name (default: this sweep's latest) after a crash: recorded "
                         "folds stay, only the rest run")
@@ -237,6 +240,7 @@ def _search(args) -> int:
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
         verbose=0 if args.quiet else 1, resume=args.resume, objective=args.objective,
         workers_per_trial=args.workers_per_trial, time_budget=args.time_budget, init=args.init,
+        mlflow=args.mlflow,
     )
     r = result.record
     budget = r.budget
@@ -275,7 +279,7 @@ def _benchmark(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
-        refit=args.refit, resume=args.resume, name=args.name,
+        refit=args.refit, resume=args.resume, name=args.name, mlflow=args.mlflow,
     )
     for r in records:
         where = (f"on {r.eval_dataset} ({len(r.shared_classes)} shared classes)" if r.kind == "cross_corpus"

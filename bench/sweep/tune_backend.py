@@ -39,6 +39,8 @@ class SweepSettings:
     mode: str = "max"
     # the fit stops after it as on Ctrl-C (trials keep their last checkpoint; --resume continues them)
     time_budget_s: float | None = None
+    # an MLflow tracking URI (sweep.tracking.tracking_uri): every trial is also logged there
+    mlflow_uri: str | None = None
 
     @property
     def objectives(self) -> tuple[tuple[str, str], ...]:
@@ -154,10 +156,18 @@ def run_config(settings: SweepSettings, metric: str, mode: str, *, ray_train: bo
     """The RunConfig of every Ray run of a sweep (the Tuner's, a benchmark grid's, a multi-worker
     trial's Train run): its storage, ``settings.max_failures`` retries of a fault, and one kept
     checkpoint per trial, the best on ``metric``. ``ray_train`` builds Ray Train's class (a
-    TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter)."""
+    TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter); with
+    ``settings.mlflow_uri`` an MLflow logger joins ``more``'s callbacks (TensorBoard files stay)."""
     from ray import train, tune
 
     library = train if ray_train else tune  # Tune subclasses Train's classes and warns about the other's
+    callbacks = list(more.pop("callbacks", []))
+    if settings.mlflow_uri and not ray_train:  # a multi-worker trial's Train run is already one Tune trial
+        from bench.sweep.tracking import mlflow_callback
+
+        callbacks.append(mlflow_callback(settings.mlflow_uri, settings.name))
+    if callbacks:
+        more["callbacks"] = callbacks
     fields = dict(
         name=settings.name,
         storage_path=settings.storage,
