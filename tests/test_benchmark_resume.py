@@ -91,3 +91,30 @@ def test_sigkilled_benchmark_keeps_finished_folds_and_resume_runs_only_the_rest(
     for name, content in finished.items():  # a finished fold was not trained again
         assert (run_dir / name / "result.json").read_bytes() == content, f"{name} was re-run"
     assert "5 record(s) in the store for benchmark bm" in resumed.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_fault_mid_benchmark_is_retried_and_every_fold_recorded(tmp_path, cache_dir):
+    results = tmp_path / "results"
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE.replace("max_epochs: 3", "max_epochs: 2"))
+    assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "s",
+                 "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]) == 0
+    marker = tmp_path / "fail-now"
+    marker.write_text("every retrain fails while this exists")
+    argv = [sys.executable, "-m", "bench.cli", "benchmark", "--dataset", "synthetic", "--cache-dir", str(cache_dir),
+            "--results-dir", str(results), "--cpus-per-trial", "2", "--quiet", "--name", "faulty"]
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "FER_BENCH_FAULT_MARKER": str(marker)})
+    run_dir = results / "runs" / "faulty"
+    deadline = time.time() + 300
+    while not list(run_dir.glob("fer_trial_*/error.txt")):  # the first retrain has failed once
+        assert time.time() < deadline and driver.poll() is None, driver.stdout.read()
+        time.sleep(0.2)
+    marker.unlink()  # the fault is over: Ray's retry (FailureConfig) continues from the last checkpoint
+    out, _ = driver.communicate(timeout=900)
+    assert driver.returncode == 0, out
+    bench = [r for r in _records(results) if r["kind"] == "benchmark"]
+    assert sorted(r["fold"] for r in bench) == [0, 1, 2, 3, 4], out
+    assert "fault injected" in (next(run_dir.glob("fer_trial_*/error.txt"))).read_text()

@@ -24,7 +24,7 @@ class EachFixedRun(tune.Callback):
         self.name, self.configs, self.keep_dir = name, configs, keep_dir
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from bench.sweep.tune_backend import FixedRun
+        from bench.sweep.tune_backend import FixedRun, job_index
 
         writer = ACTIVE_WRITERS.get(self.name)
         if writer is None:  # a Tuner restored in another process: its own pass writes what is missing
@@ -40,7 +40,7 @@ class EachFixedRun(tune.Callback):
             if not kept:
                 return  # nothing to test; the pass after fit reports it
             best = kept[-1]
-            directory = Path(self.keep_dir) / str(self.configs.index(config))
+            directory = Path(self.keep_dir) / str(job_index(self.configs, config))
             run = FixedRun(config, best.checkpoint.to_directory(str(directory)),
                            {k.split("/", 1)[1]: float(v) for k, v in best.metrics.items()
                             if k.startswith("val/") and isinstance(v, (int, float))},

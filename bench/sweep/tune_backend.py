@@ -358,6 +358,17 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
     return [_fixed_run(result, configs, metric, mode, keep_dir) for result in results]
 
 
+def job_index(configs: list[dict], config: dict) -> int:
+    """Where ``config`` is in the grid ``configs``, compared as JSON: a resumed grid reads its jobs
+    back from JSON while Tune restores the trials' configs from its pickle (a tuple is a list then)."""
+    import json
+
+    def key(c: dict) -> str:
+        return json.dumps(c, sort_keys=True, default=str)
+
+    return [key(c) for c in configs].index(key(config))
+
+
 def _fixed_run(result, configs: list[dict], metric: str, mode: str, keep_dir: Path) -> FixedRun:
     config = result.config[FIXED_JOB_KEY]
     frame = result.metrics_dataframe
@@ -366,7 +377,7 @@ def _fixed_run(result, configs: list[dict], metric: str, mode: str, keep_dir: Pa
     best = best_row(frame, metric, mode)
     checkpoint = result.get_best_checkpoint(metric, mode) or result.checkpoint
     return FixedRun(
-        config, checkpoint.to_directory(str(Path(keep_dir) / str(configs.index(config)))),
+        config, checkpoint.to_directory(str(Path(keep_dir) / str(job_index(configs, config)))),
         {k.split("/", 1)[1]: float(best[k]) for k in best.index if k.startswith("val/")},
         int(frame["training_iteration"].max()), float(frame["time_this_iter_s"].sum()), None,
     )
