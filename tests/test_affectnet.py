@@ -78,3 +78,18 @@ def test_bad_list_file_is_one_sentence(tmp_path, capsys):
     code = main(["data", "summary", "--dataset", "affectnet", "--data-root", str(root), "--cache-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "training.csv lacks the column(s) subDirectory_filePath" in err
+
+
+def test_a_training_copy_of_a_test_image_is_dropped_and_test_stays_whole(tmp_path):
+    import shutil
+
+    root = AffectNet7.make_fake(tmp_path / "d")
+    top = root / "affectnet"
+    shutil.copy(top / "val_set" / "images" / "27.jpg", top / "train_set" / "images" / "900.jpg")
+    shutil.copy(top / "val_set" / "annotations" / "27_exp.npy", top / "train_set" / "annotations" / "900_exp.npy")
+    adapter = get_adapter("affectnet7")
+    indexed = adapter.index(root, tmp_path / "c")
+    splits = adapter.splits(indexed.samples, 0)
+    assert "val_set/images/27.jpg" in {s.sample_id for s in splits["test"]}
+    assert "train_set/images/900.jpg" not in {s.sample_id for s in indexed.samples}
+    assert [c.path for c in indexed.copies] == ["train_set/images/900.jpg"]

@@ -14,7 +14,8 @@ Two layouts, detected from what is on disk:
 
 Codes 0 Neutral, 1 Happy, 2 Sad, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger, 7 Contempt are the class
 indices (``affectnet``, AffectNet-8); ``affectnet7`` drops contempt. Validation is a class-stratified,
-seeded 5% of training; training copies of a test image are dropped so the test set stays whole.
+seeded 5% of training; training copies of a test image are dropped so the test set stays whole
+(``base.keep_official_splits_whole``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .base import IndexResult, PrepareReport, Sample, Skipped
+from .base import PrepareReport, Sample, Skipped
 from .face_files import FaceImageAdapter, read_image
 from .media_index import walk_files
 from .prep.faces import (
@@ -66,6 +67,7 @@ class AffectNet(FaceImageAdapter):
                        "train_set/ and val_set/ folders of images/<n>.jpg and annotations/<n>_exp.npy")
     source = "AffectNet is released for research on request to its authors (http://mohammadmahoor.com/affectnet/)."
     val_fraction = 0.05  # of ~287k: ~14k validation faces, an epoch's evaluation stays a small share of it
+    official_splits_fixed = True  # a training copy of a test image is dropped, not refused (base.py)
 
     # --- layout ----------------------------------------------------------------------------------
     def find_layout(self, folder: Path) -> str | None:
@@ -141,10 +143,6 @@ class AffectNet(FaceImageAdapter):
                     continue
                 samples.append(Sample(rel, rel, label, None, meta={"split": split, "aligned": True}))
         return samples, skipped
-
-    def index(self, root, cache_dir) -> IndexResult:
-        result = super().index(root, cache_dir)
-        return IndexResult(*_keep_test_whole(result.samples, result.skipped))
 
     def splits(self, samples, fold, seed=0):
         from .base import _check_fold
@@ -303,18 +301,3 @@ def align_annotated(path: str, box, points, settings: FaceAlignSettings) -> Alig
         return AlignedFace(centre_crop(image, settings.crop_size), tpl, landmark_distances(tpl), False, 0.0, 0)
     crop = cv2.resize(image[y0:y1, x0:x1], (settings.crop_size, settings.crop_size), interpolation=cv2.INTER_AREA)
     return AlignedFace(crop, tpl, landmark_distances(tpl), True, 1.0, 1)
-
-
-def _keep_test_whole(samples: list[Sample], skipped: list[Skipped]) -> tuple[list[Sample], list[Skipped]]:
-    """Drop training copies of a test image (by content), so the official test set stays whole."""
-    test = {s.meta.get("sha256"): s for s in samples if s.meta.get("split") == "test"}
-    kept = []
-    for s in samples:
-        twin = test.get(s.meta.get("sha256")) if s.meta.get("split") != "test" else None
-        if twin is not None:
-            skipped.append(Skipped(s.path, f"identical to test image {twin.sample_id!r}; dropped so the test set "
-                                           f"stays whole"))
-        else:
-            kept.append(s)
-    return kept, skipped
-
