@@ -54,6 +54,8 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     release the workers of a multi-worker trial that ASHA stopped."""
     import ray
 
+    if address:  # even when this process already runs Ray: an --address nobody answers is an error
+        _check_reachable(address)
     if ray.is_initialized():
         if not dashboard or _has_dashboard():
             return
@@ -68,7 +70,6 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     kwargs = dict(include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
                   logging_level="WARNING")
     if address:
-        _check_reachable(address)
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or auth errors
