@@ -115,6 +115,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     mistake found here stops the command before Ray starts."""
     from bench.sweep import feasibility, init_refs, tune_backend
     from bench.sweep.budget import parse_duration
+    from bench.sweep.fidelity import data_fractions
 
     called = time.time()
     if samples is not None and samples < 1:
@@ -128,12 +129,12 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     if adapter.modality != family.data_modality:
         raise UserError(f"dataset {dataset!r} holds {adapter.modality} data; `search {family.name}` needs "
                         f"{family.data_modality} data")
-    space = load_space(space_path or builtin_space_path(family.name, dataset))
+    device = "gpu" if gpus_per_trial else "cpu"
+    space = load_space(space_path or builtin_space_path(family.name, dataset), device)
     if space.modality != family.name:
         raise UserError(f"{space.path!r} is a {space.modality} space, not a {family.name} one")
     extra_objectives = parse_objectives(objective, space)
     mlflow_uri = _mlflow_uri(mlflow)
-    device = "gpu" if gpus_per_trial else "cpu"
     time_budget_s = parse_duration(time_budget) if time_budget is not None else space.time_budget_for(device)
     cache = paths.cache_dir(cache_dir)
     results = paths.results_dir(results_dir)
@@ -144,7 +145,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     root = paths.data_root(data_root)
     # Index and split once on the driver: generation/caching happens here, not in N racing trials,
     # and a leaky or malformed dataset stops the sweep before any trial starts.
-    ready, indexed, _ = load_splits(dataset, 0, root, cache)
+    ready, indexed, splits = load_splits(dataset, 0, root, cache)
     if indexed.copies:  # the official test split stays whole; its copies leave training (data.base)
         print(describe_copies(indexed.copies, dataset), flush=True)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)  # once, on the driver
@@ -175,6 +176,11 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": settings.seed}
     extra_fixed.update(family.fixed)
     extra_fixed.update(preparation.fixed)
+    if "train.data_fractions" not in space.fixed:  # early ASHA rungs of a large set on a subset
+        fractions = data_fractions(space.scheduler, max_epochs=settings.max_epochs, n_train=len(splits["train"]),
+                                   workers_per_trial=workers_per_trial)
+        if fractions:
+            extra_fixed["train.data_fractions"] = fractions
     if root:
         extra_fixed["data.data_root"] = str(Path(root).resolve())
     # No infeasible trial: values this dataset/model cannot run leave the space before Ray starts;
@@ -381,6 +387,7 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
             "time_budget_s": plan.time_budget_s, "ended_by_time_budget": fitted.ended_by_budget,
             "estimated_seconds": plan.estimate.seconds if plan.estimate else None,
+            "data_fractions": plan.extra_fixed.get("train.data_fractions", []),
             "removed": plan.resolution.to_meta(),
         },
         checkpoint=str(fitted.keep), resumed=plan.resume, run_path=plan.run_path,

@@ -75,9 +75,9 @@ def face_spaces() -> list[Path]:
     return [builtin_space_path("face"), *sorted((root / "face").glob("*.yaml"))]
 
 
-def check_space_on(space_path: Path, layout: str, face_fakes, draws: int) -> None:
+def check_space_on(space_path: Path, layout: str, face_fakes, draws: int, device: str | None = None) -> None:
     dataset, root, cache = face_fakes[layout]
-    space = load_space(space_path)
+    space = load_space(space_path, device)
     extra = {"data.dataset": dataset, "data.data_root": str(root), "train.max_epochs": 1, "train.seed": 0}
     resolution = feasibility.resolve(space, context_for(dataset, root, cache), extra_fixed=extra)
     assert resolution.space.space_hash == space.space_hash  # resume compares the file's hash
@@ -93,12 +93,13 @@ def test_default_face_space_samples_only_buildable_configs(face_fakes, layout):
     check_space_on(builtin_space_path("face"), layout, face_fakes, draws=5)
 
 
+@pytest.mark.parametrize("device", ["cpu", "gpu"])  # a space's device sections resolve to different spaces
 @pytest.mark.parametrize("space_path", face_spaces()[1:], ids=lambda p: p.stem)
-def test_each_dataset_space_samples_only_buildable_configs_on_its_dataset(face_fakes, space_path):
+def test_each_dataset_space_samples_only_buildable_configs_on_its_dataset(face_fakes, space_path, device):
     layouts = [space_path.stem] if space_path.stem in face_fakes else []
     layouts += ["ckplus-48"] if space_path.stem == "ckplus" else []
     for layout in layouts or pytest.skip(f"{space_path.stem} is not a face dataset with a fake copy"):
-        check_space_on(space_path, layout, face_fakes, draws=5)
+        check_space_on(space_path, layout, face_fakes, draws=5, device=device)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from .media_dataset import create_media_dataset
 from .mmi import Mmi
 from .raf import RafDb
 from .ravdess import Ravdess, RavdessAV, RavdessVideo
-from .synthetic import SyntheticFaces, SyntheticFacesLarge
+from .synthetic import SyntheticFaces, SyntheticFacesLarge, SyntheticFer
 from .synthetic_av import SyntheticAV
 from .synthetic_video import SyntheticVideo
 from .synthetic_voice import SyntheticVoice, SyntheticVoiceLarge
@@ -40,6 +40,7 @@ def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
 
 register_dataset(SyntheticFaces)
 register_dataset(SyntheticFacesLarge)  # model.init's measurements: a large set to start from
+register_dataset(SyntheticFer)  # FER2013's size and shape, for timing large-set sweeps
 
 # Face-image datasets in their native layouts.
 for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe, AffectNet, AffectNet7):

@@ -191,8 +191,6 @@ class SyntheticFaces(DatasetAdapter):
         return Path(directory)  # generated, no layout to fake
 
 
-
-
 class SyntheticFacesLarge(SyntheticFaces):
     """A large synthetic face set (1,000 identities, 7,000 faces) from another seed, so none of its
     identities is one of ``synthetic``'s: the stand-in for FER2013 / RAF-DB when measuring
@@ -215,3 +213,62 @@ class SyntheticFacesLarge(SyntheticFaces):
 
     def load_arrays(self, samples, root, cache_dir) -> np.ndarray:
         return self._data(cache_dir)["images"][[int(s.path.split(":")[1]) for s in samples]]
+
+
+class SyntheticFer(SyntheticFaces):
+    """FER2013-sized synthetic faces (48 px grey, 35,868 faces of 427 identities, one split by
+    identity of 28,728 / 3,612 / 3,528, FER2013's 28,709 / 3,589 / 3,589): a stand-in of FER2013's
+    size and shape for timing sweeps and checking that the large-set defaults run end to end. Its
+    accuracy says nothing about FER2013's. A data root holding ``synthetic-fer.json`` ({"subjects":
+    n, "per_class": k}) makes a smaller copy (``make_fake``: the tests' one)."""
+
+    name = "synthetic-fer"
+    num_folds = 1
+    protocol = "one split by identity: 80 % of the identities train, 10 % validation, 10 % test (FER2013's sizes)"
+    SUBJECTS, PER_CLASS, SIZE = 427, 12, 48
+    SPEC = "synthetic-fer.json"
+
+    def _size(self, root) -> tuple[int, int]:
+        spec = Path(root) / self.SPEC if root else None
+        if spec is None or not spec.is_file():
+            return self.SUBJECTS, self.PER_CLASS
+        import json
+
+        data = json.loads(spec.read_text())
+        return int(data["subjects"]), int(data["per_class"])
+
+    def _faces(self, root, cache_dir) -> dict[str, np.ndarray]:
+        subjects, per_class = self._size(root)
+        return cached_faces(cache_dir, num_subjects=subjects, per_class=per_class, size=self.SIZE)
+
+    def index(self, root, cache_dir) -> IndexResult:
+        data = self._faces(root, cache_dir)
+        return IndexResult([Sample(f"synthetic-fer/{i:05d}", f"synthetic-fer:{i}", int(label), f"id{subject:03d}")
+                            for i, (label, subject) in enumerate(zip(data["labels"], data["subjects"]))])
+
+    def splits(self, samples, fold, seed=0):
+        from .base import _check_fold
+
+        _check_fold(fold, self.num_folds)
+        subjects = len({s.subject for s in samples})
+        train, val = round(0.8 * subjects), round(0.1 * subjects)
+        out = {"train": [], "val": [], "test": []}
+        for s in samples:
+            subject = int(s.subject[2:])
+            out["train" if subject < train else "val" if subject < train + val else "test"].append(s)
+        return out
+
+    def load_arrays(self, samples, root, cache_dir) -> np.ndarray:
+        rgb = self._faces(root, cache_dir)["images"][[int(s.path.split(":")[1]) for s in samples]]
+        grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # FER2013 is grey
+        return np.clip(grey + 0.5, 0, 255).astype(np.uint8)[..., None]
+
+    @staticmethod
+    def make_fake(directory: Path) -> Path:
+        """A 14-identity copy (196 faces): the spec file in an otherwise empty data root."""
+        import json
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SyntheticFer.SPEC).write_text(json.dumps({"subjects": 14, "per_class": 2}))
+        return directory

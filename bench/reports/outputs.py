@@ -37,7 +37,7 @@ def _space(record: Record):
     if not path or not Path(path).is_file():
         return None
     try:
-        return load_space(path)
+        return load_space(path, (record.budget or {}).get("device"))  # the space as resolved for its device
     except UserError:
         return None  # the file changed since the sweep; the report says the space is unreadable
 

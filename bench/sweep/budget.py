@@ -1,10 +1,12 @@
-"""Time budgets: ``30m``-style durations, and the sweep's expected duration from a measured epoch.
+"""Time budgets: ``30m``-style durations, and the sweep's expected duration from measured costs.
 
-The estimate times a few training steps of each model the space can sample (a representative
-configuration each, through the trial's own ``build_parts`` and ``train_one_epoch``) on the
-driver with the threads a trial gets, scales them to an epoch of the training split, and
-multiplies by the epochs ASHA is expected to run. It is an estimate: batch size, augmentation
-and concurrency change the real figure, which the record reports as ``wall_seconds``.
+The estimate measures what a trial of each model the space can sample costs here (a
+representative configuration each, through the trial's own ``build_parts``, loader,
+``train_one_epoch``, ``evaluate`` and checkpoint; as many copies stepping at once as the sweep runs
+trials side by side), then replays the sweep: trials started in order on the concurrent slots,
+ASHA's rule deciding at each rung with the results it has by then, each epoch on its share of the
+training set (``train.data_fractions``) plus a full validation pass. The record keeps the estimate
+(``budget.estimated_seconds``) beside the sweep's measured ``wall_seconds``.
 """
 from __future__ import annotations
 
@@ -72,24 +74,122 @@ def asha_epochs_per_trial(max_epochs: int, grace: int, factor: float, scheduler:
 
 
 @dataclass
+class TrialCost:
+    """What one configuration's trial costs, measured here (``EpochTimer``) or given (tests).
+
+    A trial's seconds: ``setup_s`` once, then per epoch its share of the training split at
+    ``train_s`` a sample, one validation pass of the whole validation split (``val_s``, TTA
+    included) and ``epoch_overhead_s`` (the checkpoint written and reported each epoch). The
+    per-sample times are those of a trial running beside the sweep's other concurrent trials."""
+    setup_s: float
+    train_s: float  # seconds per training sample: loading, augmentation and the step
+    val_s: float  # seconds per validation epoch
+    n_train: int
+    epoch_overhead_s: float = 0.0
+    one_shot_s: float | None = None  # a scikit-learn head: its whole trial, fitted once
+
+    def epoch_seconds(self, fraction: float = 1.0) -> float:
+        return fraction * self.n_train * self.train_s + self.val_s + self.epoch_overhead_s
+
+    def seconds(self, epochs: int, fractions=()) -> float:
+        """A trial that stops after ``epochs`` epochs under the fraction schedule ``fractions``."""
+        if self.one_shot_s is not None:
+            return self.one_shot_s
+        from bench.training.fidelity import fraction_at
+
+        return self.setup_s + sum(self.epoch_seconds(fraction_at(fractions, e)) for e in range(epochs))
+
+
+class _Rule:
+    """Ray Tune's ASHAScheduler rule for its one bracket (``async_hyperband._Bracket.on_result``):
+    the first time a trial reaches a rung its value is recorded there, and it stops if the value is
+    below the (1 - 1/rf) percentile of the values already recorded (none: it goes on)."""
+
+    def __init__(self, milestones: list[int], factor: float):
+        self.factor, self.recorded = factor, {m: [] for m in milestones}
+
+    def go_on(self, milestone: int, value: float) -> bool:
+        import numpy as np
+
+        seen = self.recorded[milestone]
+        cutoff = np.percentile(seen, (1 - 1 / self.factor) * 100) if seen else None
+        seen.append(value)
+        return cutoff is None or value >= cutoff
+
+
+def simulate_sweep(costs: list[TrialCost], *, samples: int, max_epochs: int, concurrent: int,
+                   scheduler: dict, fractions=(), reps: int = 64, seed: int = 0) -> tuple[float, float]:
+    """(mean wall seconds of the trials, mean epochs a trial runs): the sweep replayed ``reps``
+    times with random configuration scores (the same rank at every rung), trial i costing
+    ``costs[i % len(costs)]``, trials started in order on ``concurrent`` slots and ASHA deciding at
+    each rung with what it has seen by then -- the first trials to reach a rung go on, so with few
+    trials ASHA runs more epochs than 1/reduction_factor per rung suggests."""
+    import heapq
+
+    import numpy as np
+
+    from bench.sweep.fidelity import asha_milestones
+
+    asha = scheduler.get("name", "asha") == "asha"
+    factor = float(scheduler.get("reduction_factor", 3))
+    milestones = asha_milestones(max_epochs, int(scheduler.get("grace_period", 1)), factor) if asha else []
+    stops = [m for m in milestones if m < max_epochs] + [max_epochs]
+    rng = np.random.default_rng(seed)
+    walls, epochs = [], []
+    for _ in range(reps):
+        rule = _Rule(milestones, factor)
+        scores = rng.random(samples)
+        slots = [0.0] * max(1, concurrent)  # when each slot is free
+        heapq.heapify(slots)
+        events: list[tuple[float, int, int, float]] = []  # (time, trial, epoch reached, trial start)
+        started, end, ran = 0, 0.0, 0
+        while started < samples or events:
+            while started < samples and slots and (not events or slots[0] <= events[0][0]):
+                t0 = heapq.heappop(slots)
+                cost = costs[started % len(costs)]
+                first = max_epochs if cost.one_shot_s is not None else stops[0]
+                heapq.heappush(events, (t0 + cost.seconds(first, fractions), started, first, t0))
+                started += 1
+            t, trial, epoch, t0 = heapq.heappop(events)
+            cost = costs[trial % len(costs)]
+            if epoch < max_epochs and rule.go_on(epoch, scores[trial]):
+                nxt = stops[stops.index(epoch) + 1]
+                heapq.heappush(events, (t0 + cost.seconds(nxt, fractions), trial, nxt, t0))
+                continue
+            ran += epoch
+            end = max(end, t)
+            heapq.heappush(slots, t)
+        walls.append(end)
+        epochs.append(ran / samples)
+    return float(np.mean(walls)), float(np.mean(epochs))
+
+
+@dataclass
 class Estimate:
     seconds: float  # the whole sweep, wall clock
-    epoch_seconds: float  # an average trial's epoch
+    epoch_seconds: float  # an average trial's epoch on the whole training split, validation included
     epochs_per_trial: float
     trials: int
     concurrent: int
-    per_model: dict = field(default_factory=dict)  # model -> seconds per epoch
+    per_model: dict = field(default_factory=dict)  # model -> seconds per full epoch
     device: str = "cpu"
+    fractions: list = field(default_factory=list)  # train.data_fractions of the sweep
+    setup_seconds: float = 0.0  # a trial's start: data, model, first step
 
     def to_dict(self) -> dict:
         return {"seconds": round(self.seconds, 1), "epoch_seconds": round(self.epoch_seconds, 2),
                 "epochs_per_trial": round(self.epochs_per_trial, 2), "trials": self.trials,
-                "concurrent": self.concurrent, "device": self.device,
+                "concurrent": self.concurrent, "device": self.device, "data_fractions": self.fractions,
+                "setup_seconds": round(self.setup_seconds, 2),
                 "per_model_epoch_seconds": {k: round(v, 2) for k, v in self.per_model.items()}}
 
 
-TRIAL_OVERHEAD_S = 3.0  # starting a trial: data loading, model build (fer-bench perf ray measures ~3 s)
-STARTUP_S = 15.0  # starting Ray on the driver
+# Calibrated from sweeps on this 2-core machine (docs/perf.md, "The sweep's estimate"): starting
+# Ray and the first trials' actors (imports of torch and the zoo), and what Tune adds to each trial
+# (scheduling it, its result and checkpoint through the driver) beyond the trial's own work
+STARTUP_S = 20.0
+TRIAL_OVERHEAD_S = 3.0
+REPORT_S = 0.4  # per epoch: Tune's report and persisting the checkpoint directory
 
 
 def representative_configs(space, extra_fixed: dict) -> list[dict]:
@@ -117,20 +217,22 @@ def representative_configs(space, extra_fixed: dict) -> list[dict]:
 
 
 class EpochTimer:
-    """Times one epoch of each representative configuration here. The first one is built with the
-    trial's own ``build_parts`` (its wall time is the measured per-trial setup: data loading and
-    model build); the others reuse its training set when their input shape matches (loading a
-    large split again would only time the disk), with their own model, optimizer, task and EMA."""
+    """Measures a ``TrialCost`` for each representative configuration here, through the trial's
+    own pipeline: the training loader (decoding and augmentation included), ``train_one_epoch``
+    with the configuration's batch size and ``concurrent`` copies stepping at once in threads (the
+    sweep runs that many trials side by side on these cores: each gets slower), a validation
+    pass with its TTA, and one checkpoint written. The first configuration is built with the
+    trial's ``build_parts`` (its wall time is the per-trial setup); the others reuse its datasets
+    when their input shape matches (loading a large split again would only time the disk)."""
 
     def __init__(self, *, cache_dir: Path, data_root: str | None, threads: int, steps: int = 4,
-                 batch: int = 32, enough_s: float = 1.5):
+                 batch: int = 128, enough_s: float = 1.5, concurrent: int = 1):
         self.cache_dir, self.data_root, self.threads = Path(cache_dir), data_root, max(1, threads)
-        self.steps, self.batch, self.enough_s = steps, batch, enough_s
-        self.shared = None  # (input size, training set, n_train, n_val, mixup)
+        self.steps, self.batch, self.enough_s, self.concurrent = steps, batch, enough_s, max(1, concurrent)
+        self.shared = None  # (input size, training set, validation set)
         self.setup_s: float | None = None
 
-    def __call__(self, config: dict) -> tuple[float, bool]:
-        """(seconds per epoch, whether the trial is one fit instead of epochs)."""
+    def __call__(self, config: dict) -> TrialCost:
         import torch
 
         from bench.training.config import TrialConfig
@@ -142,82 +244,125 @@ class EpochTimer:
             from bench.training.classic_trial import is_classic, trial_seconds
 
             if is_classic(cfg):  # a scikit-learn head is fitted once: its whole trial is the "epoch"
-                return trial_seconds(config, cache_dir=self.cache_dir, data_root=self.data_root), True
-            return self._epoch(cfg), False
+                seconds = trial_seconds(config, cache_dir=self.cache_dir, data_root=self.data_root)
+                return TrialCost(0.0, 0.0, 0.0, 1, one_shot_s=seconds * self._slowdown_guess())
+            return self._cost(cfg, config)
         finally:
             torch.set_num_threads(previous)
 
+    def _slowdown_guess(self) -> float:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1.0, self.concurrent * self.threads / cores)
+
     def _parts(self, cfg):
+        """(model, optimizer, task, device, train_set, val_set, mixup, ema, setup seconds or None)."""
         from bench.training import trainable
         from bench.training.tasks import create_task
 
         if self.shared is not None:
-            input_size, train_set, n_train, n_val, mixup = self.shared
+            input_size, train_set, val_set = self.shared
             device = trainable.pick_device()
             model = trainable.build_model(cfg, train_set.num_classes).to(device)
             if tuple(model.input_spec.input_size) == input_size and not model.input_spec.extras:
-                ema_class = getattr(trainable, "CountingEma", None)
-                ema = ema_class(model, cfg.train.ema_decay) if getattr(cfg.train, "ema", False) and ema_class else None
+                trainable.apply_recipe(cfg, train_set, model.input_spec)
+                ema = trainable.CountingEma(model, cfg.train.ema_decay) if cfg.train.ema else None
+                mixup = trainable.SeededMixup(cfg, train_set.num_classes) \
+                    if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else None
                 task = create_task(cfg.task.name, label_smoothing=cfg.train.label_smoothing)
-                return (model, trainable.create_optimizer(cfg, model), task, device, train_set, n_train, n_val,
-                        mixup if getattr(cfg.data, "mixup", 0) or getattr(cfg.data, "cutmix", 0) else None, ema)
+                return (model, trainable.create_optimizer(cfg, model), task, device, train_set, val_set, mixup,
+                        ema, None)
         start = time.perf_counter()
         parts = trainable.build_parts(cfg, self.cache_dir, self.data_root)
-        train_set = parts.train_loader.dataset
-        n_train, n_val = len(train_set), len(parts.val_loader.dataset)
+        setup = time.perf_counter() - start
+        train_set, val_set = parts.train_loader.dataset, parts.val_loader.dataset
         if self.shared is None:
-            self.setup_s = time.perf_counter() - start
-            self.shared = (tuple(parts.model.input_spec.input_size), train_set, n_train, n_val,
-                           getattr(parts, "mixup", None))
-        return (parts.model, parts.optimizer, parts.task, parts.device, train_set, n_train, n_val,
-                getattr(parts, "mixup", None), getattr(parts, "ema", None))
+            self.shared = (tuple(parts.model.input_spec.input_size), train_set, val_set)
+        return (parts.model, parts.optimizer, parts.task, parts.device, train_set, val_set, parts.mixup, parts.ema,
+                setup)
 
-    def _epoch(self, cfg) -> float:
+    def _cost(self, cfg, config: dict) -> TrialCost:
+        import copy
+        import tempfile
+        import threading
+
         from torch.utils.data import DataLoader, Subset
 
-        from bench.training.engine import train_one_epoch
+        from bench.training import trainable
+        from bench.training.checkpoint import save_checkpoint
+        from bench.training.engine import evaluate, train_one_epoch
 
-        model, optimizer, task, device, train_set, n_train, n_val, mixup, ema = self._parts(cfg)
-        batch = min(self.batch, cfg.train.batch_size)
+        model, optimizer, task, device, train_set, val_set, mixup, ema, setup = self._parts(cfg)
+        n_train, n_val = len(train_set), len(val_set)
+        batch = min(self.batch, cfg.train.batch_size, n_train)
         size = min(n_train, batch * (self.steps + 1))
-        batches = list(DataLoader(Subset(train_set, range(size)), batch_size=batch, shuffle=False))
+        if hasattr(train_set, "reseed"):
+            train_set.reseed(0)
+        loader = iter(DataLoader(Subset(train_set, range(size)), batch_size=batch, shuffle=False))
+        batches = [next(loader)]
+        start = time.perf_counter()  # the loader's share: decoding and augmentation, per sample
+        batches += list(loader)
+        load_s = (time.perf_counter() - start) / max(size - batch, 1) if len(batches) > 1 else 0.0
         kwargs = dict(device=device, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
                       channels_last=cfg.train.channels_last)
         if mixup is not None:
             kwargs["batch_transform"] = mixup
-        if ema is not None:
-            kwargs["ema"] = ema
-        train_one_epoch(model, batches[:1], task, optimizer, **kwargs)  # warm-up
-        seconds, seen = 0.0, 0
-        for b in batches[1:] or batches:
+        start = time.perf_counter()
+        train_one_epoch(model, batches[:1], task, optimizer, **kwargs, **({"ema": ema} if ema else {}))
+        first_step = time.perf_counter() - start
+
+        def steps(model_, optimizer_, ema_, out: list) -> None:
+            seconds, seen = 0.0, 0
+            for b in batches[1:] or batches:
+                t0 = time.perf_counter()
+                train_one_epoch(model_, [b], task, optimizer_, **kwargs, **({"ema": ema_} if ema_ else {}))
+                seconds += time.perf_counter() - t0
+                seen += len(b[1])
+                if seconds > self.enough_s:
+                    break
+            out.append(seconds / max(seen, 1))
+
+        alone: list[float] = []
+        steps(model, optimizer, ema, alone)
+        step_s = alone[0]
+        if self.concurrent > 1:  # the sweep's concurrent trials share these cores: copies stepping side by side
+            together: list[float] = []
+            copies = [(copy.deepcopy(model), copy.deepcopy(ema) if ema else None) for _ in range(self.concurrent)]
+            threads = [threading.Thread(target=steps, args=(m, trainable.create_optimizer(cfg, m), e, together))
+                       for m, e in copies]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            step_s = max(step_s, sum(together) / len(together))
+        scored = ema.module if ema is not None else model
+        val_batches = list(DataLoader(Subset(val_set, range(min(n_val, 256))),
+                                      batch_size=max(cfg.train.batch_size, 128)))
+        start = time.perf_counter()
+        evaluate(scored, val_batches, task, device=device, channels_last=cfg.train.channels_last, tta=cfg.data.tta)
+        val_s = (time.perf_counter() - start) / sum(len(b[1]) for b in val_batches) * n_val
+        val_s *= step_s / alone[0]  # validation shares the cores as training does
+        with tempfile.TemporaryDirectory(prefix="fer-estimate-") as tmp:
             start = time.perf_counter()
-            train_one_epoch(model, [b], task, optimizer, **kwargs)
-            seconds += time.perf_counter() - start
-            seen += len(b[1])
-            if seconds > self.enough_s:
-                break
-        # an epoch: the training split, and a validation pass at ~1/3 of a training step per sample
-        return seconds / max(seen, 1) * (n_train + n_val / 3)
+            save_checkpoint(tmp, model=scored, optimizer=optimizer, epoch=0, config=config)
+            checkpoint_s = time.perf_counter() - start
+        warm_up = max(0.0, first_step - step_s * len(batches[0][1]))
+        if setup is not None:
+            self.setup_s = setup
+        return TrialCost(setup_s=(self.setup_s or 0.0) + warm_up + TRIAL_OVERHEAD_S,
+                         train_s=step_s + load_s * step_s / alone[0],
+                         val_s=val_s, n_train=n_train, epoch_overhead_s=checkpoint_s + REPORT_S)
 
 
 def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, cache_dir: Path,
                    data_root: str | None, cpus_per_trial: float, gpus_per_trial: float,
-                   workers_per_trial: int = 1, address: str | None = None) -> Estimate:
+                   workers_per_trial: int = 1, address: str | None = None, timer=None) -> Estimate:
+    """The sweep's expected wall time; ``timer`` (config -> ``TrialCost``) replaces the measurement
+    here (``EpochTimer``), e.g. with costs measured elsewhere."""
     import torch
 
     device = "gpu" if gpus_per_trial else "cpu"
     if device == "gpu" and not torch.cuda.is_available():
         raise UserError("the driver has no GPU to time an epoch on")
-    timer = EpochTimer(cache_dir=cache_dir, data_root=data_root, threads=int(cpus_per_trial))
-    epochs = asha_epochs_per_trial(max_epochs, int(space.scheduler.get("grace_period", 1)),
-                                   float(space.scheduler.get("reduction_factor", 3)), space.scheduler["name"])
-    per_model, trial_s = {}, []
-    for config in representative_configs(space, extra_fixed):
-        seconds, one_shot = timer(config)
-        per_model[str(config.get("model.name"))] = seconds
-        trial_s.append(seconds if one_shot else seconds * epochs / max(workers_per_trial, 1))
-    epoch = sum(per_model.values()) / len(per_model) / max(workers_per_trial, 1)
-    overhead = max(TRIAL_OVERHEAD_S, timer.setup_s or 0.0)  # measured: the first config's data + model
     if device == "gpu":
         slots = torch.cuda.device_count() / max(gpus_per_trial * workers_per_trial, 1e-9)
     else:
@@ -226,15 +371,34 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
     if address:  # a cluster: its size is not known before joining; assume this machine's share
         slots = max(slots, 1)
     concurrent = int(max(1, min(samples, math.floor(slots))))
-    seconds = STARTUP_S + samples * (sum(trial_s) / len(trial_s) + overhead) / concurrent
-    return Estimate(seconds, epoch, epochs, samples, concurrent, per_model, device)
+    # on one machine the concurrent trials share its cores (a GPU's trials share the GPU; timing
+    # them side by side there is left out: one stream's time is the estimate's)
+    timer = timer or EpochTimer(cache_dir=cache_dir, data_root=data_root, threads=int(cpus_per_trial),
+                                concurrent=concurrent if device == "cpu" and not address else 1)
+    fractions = list(extra_fixed.get("train.data_fractions") or space.fixed.get("train.data_fractions") or [])
+    per_model, costs = {}, []
+    for config in representative_configs(space, extra_fixed):
+        cost = timer(config)
+        if workers_per_trial > 1:  # data-parallel workers split each epoch's samples
+            cost = TrialCost(cost.setup_s, cost.train_s / workers_per_trial, cost.val_s, cost.n_train,
+                             cost.epoch_overhead_s, cost.one_shot_s)
+        costs.append(cost)
+        per_model[str(config.get("model.name"))] = cost.one_shot_s or cost.epoch_seconds()
+    wall, epochs = simulate_sweep(costs, samples=samples, max_epochs=max_epochs, concurrent=concurrent,
+                                  scheduler=space.scheduler, fractions=fractions)
+    epoch = sum(per_model.values()) / len(per_model)
+    setup = sum(c.setup_s for c in costs) / len(costs)
+    return Estimate(STARTUP_S + wall, epoch, epochs, samples, concurrent, per_model, device, fractions, setup)
 
 
 def describe(est: Estimate, *, time_budget_s: float | None, samples: int, max_epochs: int) -> list[str]:
     """What the sweep prints before it starts."""
-    lines = [f"Estimated sweep time: about {format_duration(est.seconds)} ({est.trials} trials x "
-             f"~{est.epochs_per_trial:.1f} epochs under the scheduler x ~{format_duration(est.epoch_seconds)}"
-             f"/epoch measured here on the {est.device.upper()}, {est.concurrent} at a time; an estimate)."]
+    subset = (f", the first rungs on {' / '.join(f'{f:.0%}' for _, f in est.fractions)} of the training set"
+              if est.fractions else "")
+    lines = [f"Estimated sweep time: about {format_duration(est.seconds)} ({est.trials} trials, "
+             f"~{est.epochs_per_trial:.1f} epochs each under the scheduler{subset}, "
+             f"~{format_duration(est.epoch_seconds)}/epoch measured here on the {est.device.upper()}, "
+             f"{est.concurrent} at a time; an estimate)."]
     if time_budget_s is None:
         return lines
     if est.seconds <= time_budget_s:

@@ -17,12 +17,15 @@ from bench.families import family_names, get_family
 from bench.training.config import known_keys
 
 TOP_KEYS = {"schema", "modality", "objective", "budget", "searcher", "scheduler", "fixed",
-            "params", "extends", "lists"}
+            "params", "extends", "lists", "device"}
+# what a space may change per device kind (``device: {cpu: {...}, gpu: {...}}``), merged like `extends`
+DEVICE_KEYS = {"budget", "scheduler", "fixed", "params", "lists"}
+DEVICES = ("cpu", "gpu")
 SUB_KEYS = {
     "objective": {"metric", "mode"},
     "budget": {"samples", "max_epochs", "time_budget"},
     "searcher": {"name", "sampler", "seed", "n_startup_trials"},
-    "scheduler": {"name", "grace_period", "reduction_factor", "max_t"},
+    "scheduler": {"name", "grace_period", "reduction_factor", "max_t", "data_fraction"},
 }
 PARAM_KINDS = {"choice", "float", "int"}
 PARAM_KEYS = PARAM_KINDS | {"log", "step", "when"}
@@ -147,8 +150,10 @@ def _merge(parent: dict, child: dict) -> dict:
     return merged
 
 
-def load_space(path: str | Path) -> SearchSpace:
-    """Read, resolve ``extends`` (one level), validate and hash a search-space file."""
+def load_space(path: str | Path, device: str | None = None) -> SearchSpace:
+    """Read, resolve ``extends`` (one level) and the ``device`` section of ``device`` ('cpu' or
+    'gpu'; None: the space without its device sections), validate and hash a search-space file.
+    The hash is the resolved space's: the same file resolves to a different space per device."""
     path = Path(path)
     raw = _read_yaml(path)
     if "extends" in raw:
@@ -160,7 +165,37 @@ def load_space(path: str | Path) -> SearchSpace:
         _check_keys(parent, parent_path)
         raw = _merge(parent, raw)
     _check_keys(raw, path)
+    raw = _for_device(raw, device, path)
     return _build(_resolve_lists(raw, path), path)
+
+
+def _for_device(raw: dict, device: str | None, path: Path) -> dict:
+    """The space without its ``device`` section, with that section's entry for ``device`` merged
+    over it (a param entry replaces the whole entry; ``null`` removes it)."""
+    where = str(path)
+    section = raw.get("device")
+    rest = {k: v for k, v in raw.items() if k != "device"}
+    if section is None:
+        return rest
+    if not isinstance(section, dict) or not section:
+        raise UserError(f"{where!r}: field 'device' must be a mapping like {{cpu: {{...}}, gpu: {{...}}}}")
+    for kind, overlay in section.items():
+        if kind not in DEVICES:
+            raise UserError(f"{where!r}: device takes cpu and gpu, not {kind!r}")
+        if not isinstance(overlay, dict):
+            raise UserError(f"{where!r}: device.{kind} must be a mapping of {', '.join(sorted(DEVICE_KEYS))}")
+        bad = set(overlay) - DEVICE_KEYS
+        if bad:
+            raise UserError(f"{where!r}: device.{kind} cannot set {sorted(bad)[0]!r}; "
+                            f"it takes {', '.join(sorted(DEVICE_KEYS))}")
+        for key, value in overlay.items():
+            if value is not None and not isinstance(value, dict):
+                raise UserError(f"{where!r}: device.{kind}.{key} must be a mapping")
+    if device is None:
+        return rest
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    return _merge(rest, {k: v for k, v in (section.get(device) or {}).items() if v is not None})
 
 
 def _resolve_lists(raw: dict, path: Path) -> dict:
@@ -258,10 +293,18 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     if searcher["sampler"] not in SAMPLERS:
         raise UserError(f"{where!r}: searcher.sampler must be one of {sorted(SAMPLERS)}, "
                         f"got {searcher['sampler']!r}")
-    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 3, **sections["scheduler"]}
+    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 3, "data_fraction": "auto",
+                 **sections["scheduler"]}
     if scheduler["name"] not in SCHEDULERS:
         raise UserError(f"{where!r}: scheduler.name must be one of {sorted(SCHEDULERS)}, "
                         f"got {scheduler['name']!r}")
+    from bench.sweep.fidelity import check_setting
+
+    check_setting(scheduler["data_fraction"], where)
+    if scheduler["name"] != "asha" and "data_fraction" in sections["scheduler"] \
+            and scheduler["data_fraction"] not in ("off", False):
+        raise UserError(f"{where!r}: scheduler.data_fraction needs the asha scheduler (its rungs set the "
+                        f"fractions); remove it or set it to off")
     fixed = raw.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise UserError(f"{where!r}: field 'fixed' must be a mapping of dotted keys to values")

@@ -71,6 +71,9 @@ class TrainConfig:
     # searched schedule up to the epoch its sweep's validation peaked at
     stop_epoch: int | None = None
     freeze_epochs: int = 0  # the first epochs train only what model.init did not load (the new head)
+    # multi-fidelity on data size: [[last_epoch, fraction], ...] (bench.training.fidelity); the
+    # sweep sets it for large training sets from its ASHA rungs; empty: every epoch sees all data
+    data_fractions: tuple | list = ()
 
 
 @dataclass(frozen=True)

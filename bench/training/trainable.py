@@ -23,6 +23,7 @@ from bench.families import family_of_model
 from bench.training.checkpoint import model_kwargs, save_checkpoint, save_estimator
 from bench.training.config import TrialConfig
 from bench.training.engine import evaluate, grad_scaler, latency_ms, train_one_epoch
+from bench.training.fidelity import FractionSampler, fraction_at, steps_before
 from bench.training.init import apply_init, set_frozen
 from bench.training.tasks import class_weights_from_labels, create_task
 
@@ -91,7 +92,10 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     # a last batch of one sample breaks BatchNorm in training mode (fer_cnn's dense layer): drop it
     lone = len(train_set) % cfg.train.batch_size == 1
-    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=True, drop_last=lone,
+    # early ASHA rungs on a fraction of the data: a sampler that draws each epoch's subset
+    sampler = _fraction_sampler(cfg, train_set)
+    train_loader = DataLoader(train_set, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+                              drop_last=lone and sampler is None,
                               num_workers=cfg.train.num_workers, pin_memory=pin, generator=generator,
                               persistent_workers=cfg.train.num_workers > 0)
     # its own generator: every DataLoader iterator otherwise draws a seed from the global RNG, and
@@ -102,12 +106,24 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
         if cfg.task.class_weights else None
     task = create_task(cfg.task.name, class_weights=weights, label_smoothing=cfg.train.label_smoothing)
     optimizer = create_optimizer(cfg, model, loaded)
-    steps = cfg.train.max_epochs * max(len(train_loader), 1)
-    scheduler = create_scheduler(cfg, optimizer, steps, max(len(train_loader), 1))
+    steps = steps_before(train_loader, cfg.train.max_epochs)
+    first = steps_before(train_loader, 1)  # warm-up counts in the first epoch's steps
+    scheduler = create_scheduler(cfg, optimizer, steps, max(first, 1))
     scaler = grad_scaler(device, cfg.train.amp)
     mixup = SeededMixup(cfg, train_set.num_classes) if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else None
     ema = CountingEma(model, cfg.train.ema_decay) if cfg.train.ema else None
     return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema, loaded)
+
+
+def _fraction_sampler(cfg: TrialConfig, train_set) -> FractionSampler | None:
+    if not cfg.train.data_fractions:
+        return None
+    from bench.errors import UserError
+
+    try:
+        return FractionSampler(train_set.labels, cfg.train.data_fractions, cfg.train.seed, cfg.train.batch_size)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def apply_recipe(cfg: TrialConfig, train_set, input_spec) -> None:
@@ -256,7 +272,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         parts.model.load_state_dict(resume_state.get("train_model", resume_state["model"]))
         if parts.ema is not None:
             parts.ema.module.load_state_dict(resume_state["model"])
-            parts.ema.steps = (resume_state["epoch"] + 1) * max(len(parts.train_loader), 1)
+            parts.ema.steps = steps_before(parts.train_loader, resume_state["epoch"] + 1)
         parts.optimizer.load_state_dict(resume_state["optimizer"])
         if parts.scheduler is not None and resume_state.get("scheduler"):
             parts.scheduler.load_state_dict(resume_state["scheduler"])
@@ -309,6 +325,9 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "epoch": epoch + 1,
             "train/loss": train["loss"],
             "train/samples_per_s": train["samples_per_s"],
+            "train/samples": train["samples"],
+            # the share of the training split this epoch saw (early ASHA rungs of a large set: < 1)
+            "train_fraction": fraction_at(cfg.train.data_fractions, epoch),
             "val/loss": val["loss"],
             "val/accuracy": val["accuracy"],
             "val/uar": val["uar"],

@@ -1,0 +1,82 @@
+"""The sweep estimate's model with measured costs injected (no timing here): a trial's seconds from
+its per-sample costs and the fraction schedule, and the sweep replayed on its concurrent slots
+under ASHA's own rule."""
+import pytest
+
+from bench.sweep.budget import STARTUP_S, TrialCost, asha_epochs_per_trial, estimate_sweep, simulate_sweep
+from bench.sweep.spaces import load_space
+
+FIFO = {"name": "fifo"}
+ASHA = {"name": "asha", "grace_period": 1, "reduction_factor": 3}
+
+
+def test_a_trial_costs_setup_then_its_share_of_each_epoch_and_a_full_validation():
+    cost = TrialCost(setup_s=5.0, train_s=0.01, val_s=2.0, n_train=1000, epoch_overhead_s=0.5)
+    assert cost.epoch_seconds() == pytest.approx(10 + 2 + 0.5)
+    assert cost.seconds(3) == pytest.approx(5 + 3 * 12.5)
+    # two epochs on a quarter, one on all: validation and overhead are not cut by the fraction
+    assert cost.seconds(3, [[2, 0.25]]) == pytest.approx(5 + 2 * (2.5 + 2.5) + 12.5)
+    assert TrialCost(0, 0, 0, 1, one_shot_s=7.0).seconds(30) == 7.0
+
+
+def test_fifo_sweeps_pack_trials_on_the_slots():
+    cost = TrialCost(setup_s=0.0, train_s=0.001, val_s=0.0, n_train=1000)  # 1 s an epoch
+    wall, epochs = simulate_sweep([cost], samples=4, max_epochs=5, concurrent=2, scheduler=FIFO)
+    assert (wall, epochs) == (pytest.approx(10.0), 5.0)
+    wall, _ = simulate_sweep([cost], samples=3, max_epochs=5, concurrent=2, scheduler=FIFO)
+    assert wall == pytest.approx(10.0)  # the third trial runs after the first two, alone
+    slow = TrialCost(setup_s=0.0, train_s=0.004, val_s=0.0, n_train=1000)
+    wall, _ = simulate_sweep([cost, slow], samples=2, max_epochs=5, concurrent=2, scheduler=FIFO)
+    assert wall == pytest.approx(20.0)  # the slowest trial sets the end
+
+
+def test_asha_runs_more_epochs_than_its_promotion_ratio_when_trials_are_few():
+    cost = TrialCost(setup_s=0.0, train_s=0.001, val_s=0.0, n_train=1000)
+    _, one = simulate_sweep([cost], samples=1, max_epochs=9, concurrent=1, scheduler=ASHA)
+    assert one == 9  # the first trial at a rung always goes on
+    _, few = simulate_sweep([cost], samples=6, max_epochs=9, concurrent=2, scheduler=ASHA)
+    assert asha_epochs_per_trial(9, 1, 3) < few < 9
+    _, many = simulate_sweep([cost], samples=200, max_epochs=9, concurrent=2, scheduler=ASHA, reps=8)
+    assert many < few  # with many trials the rule approaches 1/rf promoted per rung
+    assert many == pytest.approx(asha_epochs_per_trial(9, 1, 3), rel=0.35)
+
+
+def test_data_fractions_cut_the_early_rungs():
+    cost = TrialCost(setup_s=2.0, train_s=0.001, val_s=0.1, n_train=30_000)
+    full, e_full = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
+                                  scheduler={**ASHA, "grace_period": 3})
+    cut, e_cut = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
+                                scheduler={**ASHA, "grace_period": 3}, fractions=[[3, 0.17], [9, 0.5]])
+    assert e_cut == e_full and cut < 0.6 * full  # the same decisions, far less data
+
+
+SPACE = """
+schema: 1
+modality: face
+budget: {samples: 6, max_epochs: 9}
+scheduler: {name: asha, grace_period: 1, reduction_factor: 3}
+fixed: {data.image_size: 32}
+params:
+  model.name:       {choice: [fer_cnn, timm/resnet10t]}
+  optim.lr:         {float: [1.0e-3, 1.0e-2], log: true}
+"""
+
+
+def test_estimate_sweep_with_injected_costs(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    costs = {"fer_cnn": TrialCost(3.0, 0.002, 1.0, 1000, 0.4), "timm/resnet10t": TrialCost(3.0, 0.006, 2.0, 1000, 0.4)}
+    seen = []
+
+    def timer(config):
+        seen.append(config)
+        return costs[config["model.name"]]
+
+    est = estimate_sweep(load_space(path), samples=6, max_epochs=9, extra_fixed={"data.dataset": "synthetic"},
+                         cache_dir=tmp_path, data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=timer)
+    assert [c["model.name"] for c in seen] == ["fer_cnn", "timm/resnet10t"]
+    assert est.per_model == {"fer_cnn": pytest.approx(3.4), "timm/resnet10t": pytest.approx(8.4)}
+    wall, epochs = simulate_sweep(list(costs.values()), samples=6, max_epochs=9, concurrent=est.concurrent,
+                                  scheduler=load_space(path).scheduler)
+    assert est.seconds == pytest.approx(STARTUP_S + wall) and est.epochs_per_trial == pytest.approx(epochs)
+    assert est.to_dict()["setup_seconds"] == 3.0
