@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 
 def sample_configs(space, n: int, seed: int, fixed: dict) -> list[dict]:
@@ -67,13 +68,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-fraction", default=None, help="the space's scheduler.data_fraction instead of its own")
     ap.add_argument("--fixed", nargs="*", default=[], help="key=value (YAML values) pinned in every configuration")
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--data-root", default=None, help="e.g. a folder with synthetic-fer.json for a smaller copy")
     ap.add_argument("--log", default=None, help="append each finished run as a JSON line here")
     args = ap.parse_args(argv)
     import yaml
 
     space = load_space(args.space, args.device)
     cache = paths.cache_dir(args.cache_dir)
-    _, _, splits = load_splits(args.dataset, 0, None, cache)
+    _, _, splits = load_splits(args.dataset, 0, args.data_root, cache)
     scheduler = dict(space.scheduler)
     if args.data_fraction is not None:
         scheduler["data_fraction"] = yaml.safe_load(args.data_fraction)
@@ -82,7 +84,8 @@ def main(argv=None) -> dict:
         raise SystemExit(f"no data-fraction schedule for {len(splits['train'])} training samples")
     rung = schedule[0][0]
     fixed = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.fixed)}
-    base = {"data.dataset": args.dataset, "train.max_epochs": space.max_epochs, "train.seed": args.seed}
+    base = {"data.dataset": args.dataset, "train.max_epochs": space.max_epochs, "train.seed": args.seed,
+            **({"data.data_root": str(Path(args.data_root).resolve())} if args.data_root else {})}
     configs = [{**base, **c} for c in sample_configs(space, args.configs, args.seed, fixed)]
     # each configuration's two runs side by side, so that finished pairs accumulate in --log
     jobs = [job for c in configs for job in ({**c, "train.data_fractions": schedule, "train.stop_epoch": rung},
