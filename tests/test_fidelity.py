@@ -101,3 +101,33 @@ def test_each_epoch_reports_its_fraction(tmp_path, one_torch_thread):
     run_trial(config, cache_dir=tmp_path / "cache", report=lambda metrics, _: reports.append(metrics))
     assert [r["train_fraction"] for r in reports] == [0.25, 0.5, 1.0]
     assert [r["train/samples"] for r in reports] == [42, 77, 154]  # 154 = 22 a class; 6 / 11 / 22 of each class
+
+
+def test_the_sweep_hands_its_rungs_schedule_to_the_trials(tmp_path, one_torch_thread):
+    from bench.api import plan_search
+    from bench.data import get_adapter
+
+    root = get_adapter("synthetic-fer").make_fake(tmp_path / "data")
+    space = tmp_path / "space.yaml"
+    space.write_text("""
+schema: 1
+modality: face
+budget: {samples: 2, max_epochs: 9}
+scheduler: {name: asha, grace_period: 1, reduction_factor: 3, data_fraction: 0.1}
+fixed: {data.image_size: 48, model.in_chans: 1}
+params:
+  model.name: {choice: [fer_cnn]}
+  optim.lr:   {float: [1.0e-3, 1.0e-2], log: true}
+""")
+    plan = plan_search("face", "synthetic-fer", space_path=str(space), samples=None, max_epochs=None,
+                       cpus_per_trial=1, gpus_per_trial=0, storage=str(tmp_path / "runs"), name="f",
+                       address=None, seed=0, data_root=str(root), cache_dir=str(tmp_path / "cache"),
+                       results_dir=str(tmp_path / "results"), verbose=0, resume=False, objective=None,
+                       workers_per_trial=1, time_budget=None, estimate=False)
+    assert plan.extra_fixed["train.data_fractions"] == [[1, 0.1], [3, 0.3]]  # rungs 1, 3; all data from 4 to 9
+    fewer = plan_search("face", "synthetic-fer", space_path=str(space), samples=None, max_epochs=None,
+                        cpus_per_trial=1, gpus_per_trial=0, storage=str(tmp_path / "runs"), name="g",
+                        address=None, seed=0, data_root=str(root), cache_dir=str(tmp_path / "cache"),
+                        results_dir=str(tmp_path / "results"), verbose=0, resume=False, objective=None,
+                        workers_per_trial=2, time_budget=None, estimate=False)
+    assert "train.data_fractions" not in fewer.extra_fixed  # DDP's sampler would replace the subset
