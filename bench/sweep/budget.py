@@ -175,21 +175,40 @@ class Estimate:
     device: str = "cpu"
     fractions: list = field(default_factory=list)  # train.data_fractions of the sweep
     setup_seconds: float = 0.0  # a trial's start: data, model, first step
+    worker_start_seconds: float = 0.0  # a fresh Ray worker's imports (the first trials')
 
     def to_dict(self) -> dict:
         return {"seconds": round(self.seconds, 1), "epoch_seconds": round(self.epoch_seconds, 2),
                 "epochs_per_trial": round(self.epochs_per_trial, 2), "trials": self.trials,
                 "concurrent": self.concurrent, "device": self.device, "data_fractions": self.fractions,
                 "setup_seconds": round(self.setup_seconds, 2),
+                "worker_start_seconds": round(self.worker_start_seconds, 2),
                 "per_model_epoch_seconds": {k: round(v, 2) for k, v in self.per_model.items()}}
 
 
-# Calibrated from sweeps on this 2-core machine (docs/perf.md, "The sweep's estimate"): starting
-# Ray and the first trials' actors (imports of torch and the zoo), and what Tune adds to each trial
-# (scheduling it, its result and checkpoint through the driver) beyond the trial's own work
-STARTUP_S = 20.0
+# Measured on this 2-core machine (docs/large-sets.md, "The sweep's estimate"): starting Ray
+# (`fer-bench perf ray`), and what Tune adds to each trial (scheduling it, its result and checkpoint
+# through the driver) beyond the trial's own work. A fresh worker's imports are measured each time
+# (``worker_start_seconds``): under load they took minutes.
+STARTUP_S = 15.0
 TRIAL_OVERHEAD_S = 3.0
 REPORT_S = 0.4  # per epoch: Tune's report and persisting the checkpoint directory
+WORKER_IMPORTS = "import ray, torch, timm, fer_models, bench.sweep.ray_trial, bench.training.trainable"
+
+
+def worker_start_seconds(timeout: float = 600.0) -> float:
+    """Seconds a fresh Python process takes to import what a trial's Ray worker imports: the
+    sweep's first trials each start one (later trials reuse them). 0 if it cannot be measured."""
+    import subprocess
+    import sys
+
+    start = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-c", WORKER_IMPORTS], check=True, timeout=timeout,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (subprocess.SubprocessError, OSError):
+        return 0.0
+    return time.perf_counter() - start
 
 
 def representative_configs(space, extra_fixed: dict) -> list[dict]:
@@ -355,9 +374,11 @@ class EpochTimer:
 
 def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, cache_dir: Path,
                    data_root: str | None, cpus_per_trial: float, gpus_per_trial: float,
-                   workers_per_trial: int = 1, address: str | None = None, timer=None) -> Estimate:
-    """The sweep's expected wall time; ``timer`` (config -> ``TrialCost``) replaces the measurement
-    here (``EpochTimer``), e.g. with costs measured elsewhere."""
+                   workers_per_trial: int = 1, address: str | None = None, timer=None,
+                   worker_start_s: float | None = None) -> Estimate:
+    """The sweep's expected wall time; ``timer`` (config -> ``TrialCost``) and ``worker_start_s``
+    replace the measurements here (``EpochTimer``, ``worker_start_seconds``), e.g. with costs
+    measured elsewhere."""
     import torch
 
     device = "gpu" if gpus_per_trial else "cpu"
@@ -388,7 +409,9 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
                                   scheduler=space.scheduler, fractions=fractions)
     epoch = sum(per_model.values()) / len(per_model)
     setup = sum(c.setup_s for c in costs) / len(costs)
-    return Estimate(STARTUP_S + wall, epoch, epochs, samples, concurrent, per_model, device, fractions, setup)
+    worker = worker_start_seconds() if worker_start_s is None else worker_start_s
+    return Estimate(STARTUP_S + worker + wall, epoch, epochs, samples, concurrent, per_model, device, fractions, setup,
+                    worker)
 
 
 def describe(est: Estimate, *, time_budget_s: float | None, samples: int, max_epochs: int) -> list[str]:
