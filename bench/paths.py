@@ -27,5 +27,6 @@ def storage_path(flag: str | None = None, results: Path | None = None) -> str:
 
 
 def data_root(flag: str | None = None) -> str | None:
+    """Absolute, because trials run in Ray workers whose working directory is their trial folder."""
     value = flag or os.environ.get("FER_BENCH_DATA")
-    return str(Path(value).expanduser()) if value else None
+    return str(Path(value).expanduser().resolve()) if value else None
