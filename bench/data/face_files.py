@@ -256,6 +256,18 @@ class LandmarkFaceDataset(TensorFaceDataset):
         self.landmarks = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
         self.inputs = TensorBatch({"image": inputs, "landmarks": self.landmarks})
 
+    # the image branch's augmentation lives in ``_faces``: its generator is the one reseeded per
+    # epoch (exact resume) and its recipe the one applied
+    def reseed(self, seed: int) -> None:
+        self._faces.reseed(seed)
+
+    def set_recipe(self, recipe) -> None:
+        self._faces.set_recipe(recipe)
+
     def __getitem__(self, i: int):
         x, y = self._faces[i]
         return {"image": x, "landmarks": self.landmarks[i]}, y
+
+    def __getitems__(self, indices: list[int]) -> list:
+        faces = self._faces.__getitems__(indices)
+        return [({"image": x, "landmarks": self.landmarks[i]}, y) for (x, y), i in zip(faces, indices)]
