@@ -17,7 +17,8 @@ from ..errors import UserError
 def images_to_tensor(images: np.ndarray, spec: InputSpec, image_size: int | None = None) -> torch.Tensor:
     """N x H x W x C uint8 -> N x C x S x S float, resized, channel-matched and normalised once
     (the datasets are small enough to hold; doing it per step would dominate a CPU epoch)."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
+    # a pack is a read-only memory map: copy the uint8 pixels once (torch wants writable memory)
+    x = torch.from_numpy(np.array(images) if not images.flags.writeable else np.ascontiguousarray(images))
     if x.ndim == 3:
         x = x.unsqueeze(-1)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
