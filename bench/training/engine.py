@@ -44,9 +44,10 @@ def autocast_dtype(device) -> torch.dtype:
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 # Model families measured faster in bfloat16 autocast on a CPU with native bf16 (avx512_bf16 /
-# AMX): dense convolutions gain (resnet18 at 48 px: 1.48x on 2 threads, docs/perf.md); depthwise
-# ones lose (mobilenetv3_small_100: 0.66x), so `train.precision: auto` keeps those in fp32.
-CPU_BF16_FASTER = ("timm/resnet",)
+# AMX): dense convolutions gain (48 px, batch 64: resnet18 1.5x, fer_cnn 1.6x; docs/perf.md);
+# depthwise ones lose (mobilenetv3_small_100: 0.9x, 0.44x with channels_last), so
+# `train.precision: auto` keeps every other family in fp32.
+CPU_BF16_FASTER = ("timm/resnet", "fer_cnn")
 
 
 def cpu_has_bf16() -> bool:
