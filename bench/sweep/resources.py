@@ -58,4 +58,9 @@ def ray_or_local_cores() -> int:
 
     if ray.is_initialized():
         return int(ray.cluster_resources().get("CPU", 1)) or 1
-    return local_cores()
+    try:  # what a local ray.init() will register (it reads cgroup quotas too); private, so guarded
+        from ray._private.utils import get_num_cpus
+
+        return max(1, min(local_cores(), int(get_num_cpus())))
+    except Exception:
+        return local_cores()
