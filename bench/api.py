@@ -17,6 +17,7 @@ from bench.errors import Interrupted, UserError
 from bench.families import Preparation, SearchFamily, get_family
 from bench.results.record import Record
 from bench.results.store import OBJECTIVE_MODES, append_record, current_records, load_records, provenance
+from bench.sweep.resources import sweep_cpus
 from bench.sweep.spaces import SearchSpace, builtin_space_path, load_space
 from bench.training.evaluation import evaluate_checkpoint
 
@@ -173,6 +174,10 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     elif meta is not None:
         raise UserError(f"a sweep named {run_name!r} already exists under {settings.storage!r}; "
                         f"add --resume to continue it, or choose another --name")
+    # fewer trials than this machine has room for: each gets the idle cores too (threads)
+    settings = replace(settings, cpus_per_trial=sweep_cpus(
+        cpus_per_trial, settings.samples, address=address, workers_per_trial=workers_per_trial,
+        gpus_per_trial=gpus_per_trial))
     extra_fixed = {"data.dataset": dataset, "train.max_epochs": settings.max_epochs, "train.seed": settings.seed}
     extra_fixed.update(family.fixed)
     extra_fixed.update(preparation.fixed)
@@ -523,6 +528,8 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
         if tune_backend.read_sweep_meta(f"{storage_path.rstrip('/')}/{run_name}", BENCHMARK_META) is not None:
             raise UserError(f"a benchmark named {run_name!r} already exists under {storage_path!r}; add "
                             f"--resume to continue it, or choose another --name")
+    # fewer jobs than this machine has room for (one official split, top-k 1): each gets the idle cores
+    cpus_per_trial = sweep_cpus(cpus_per_trial, len(jobs), address=address, gpus_per_trial=gpus_per_trial)
     settings = tune_backend.SweepSettings(
         name=run_name, storage=storage_path, samples=len(jobs),
         max_epochs=int(source.budget["max_epochs"]), cpus_per_trial=cpus_per_trial,

@@ -157,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     dsub.add_parser("list", help="list dataset adapters")
     _add_data_summary_and_prepare(dsub)
     _add_predict_and_export(sub)
-    p = sub.add_parser("perf", help="measured speed ratios (trainer, Ray, ASHA, cache, loader, video, GPU)")
-    p.add_argument("name", choices=["trainer", "ray", "asha", "search", "cache", "loader", "video", "gpu", "all"])
+    p = sub.add_parser("perf", help="measured speed ratios (trainer, Ray, ASHA, cache, loader, face throughput, "
+                                    "video, GPU)")
+    p.add_argument("name", choices=["trainer", "ray", "asha", "search", "cache", "loader", "face-throughput",
+                                    "video", "gpu", "all"])
     p.add_argument("--size", choices=["tiny", "full"], default="full", help="tiny: seconds, to check it runs")
     p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the ratios, machine, detail)")

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import UserError
 from .base import DatasetAdapter, IndexResult, PrepareReport, Sample, Skipped, check_leakage, subject_kfold
 from .media_index import inspect_media
+from .packed import packed_arrays
 from .prep.faces import (
     FaceAlignSettings,
     FaceJob,
@@ -186,8 +187,15 @@ class FaceImageAdapter(DatasetAdapter):
         return face_notes(stats)
 
     def load_arrays(self, samples: list[Sample], root: Path | None, cache_dir: Path) -> np.ndarray:
-        """N x H x W x C uint8: aligned crops from the cache, or the dataset's own face crops."""
+        """N x H x W x C uint8: aligned crops from the cache, or the dataset's own face crops; read
+        from the split's pack (``packed``) after the first time."""
         top, _ = self.locate(root)
+        aligned = [s for s in samples if not s.meta.get("aligned")]
+        settings = active_settings(cache_dir, self.name).key() if aligned else ""
+        return packed_arrays(cache_dir, self.name, samples, lambda: self._decode(samples, top, cache_dir),
+                             settings=settings)
+
+    def _decode(self, samples: list[Sample], top: Path, cache_dir: Path) -> np.ndarray:
         if samples and not any(s.meta.get("aligned") for s in samples):
             settings = active_settings(cache_dir, self.name)
             return load_entries([s.meta["sha256"] for s in samples], [s.path for s in samples],
@@ -256,6 +264,18 @@ class LandmarkFaceDataset(TensorFaceDataset):
         self.landmarks = torch.as_tensor(np.asarray(landmarks), dtype=torch.float32)
         self.inputs = TensorBatch({"image": inputs, "landmarks": self.landmarks})
 
+    # the image branch's augmentation lives in ``_faces``: its generator is the one reseeded per
+    # epoch (exact resume) and its recipe the one applied
+    def reseed(self, seed: int) -> None:
+        self._faces.reseed(seed)
+
+    def set_recipe(self, recipe) -> None:
+        self._faces.set_recipe(recipe)
+
     def __getitem__(self, i: int):
         x, y = self._faces[i]
         return {"image": x, "landmarks": self.landmarks[i]}, y
+
+    def __getitems__(self, indices: list[int]) -> list:
+        faces = self._faces.__getitems__(indices)
+        return [({"image": x, "landmarks": self.landmarks[i]}, y) for (x, y), i in zip(faces, indices)]

@@ -23,6 +23,7 @@ GOALS: dict[str, tuple[str, float]] = {
     "search_tpe_asha_vs_tpe": (">=", 1.0),
     "cache_speedup": (">=", 10.0),
     "loader_vs_memory": (">=", 0.8),
+    "face_pipeline_vs_bare": (">=", 0.8),
     "residual_vs_rgb_clips": (">=", 2.0),
 }
 
@@ -63,6 +64,12 @@ def _loader(size: str, cache_dir: Path) -> dict:
     return loader.run(size, cache_dir)
 
 
+def _face_throughput(size: str, cache_dir: Path) -> dict:
+    from . import face_throughput
+
+    return face_throughput.run(size, cache_dir)
+
+
 def _video(size: str, cache_dir: Path) -> dict:
     from . import video
 
@@ -77,13 +84,13 @@ def _gpu(size: str, cache_dir: Path) -> dict:
 
 BENCHMARKS: dict[str, Callable[[str, Path], dict]] = {
     "trainer": _trainer, "ray": _ray, "asha": _asha, "search": _search, "cache": _cache, "loader": _loader,
-    "video": _video, "gpu": _gpu,
+    "face-throughput": _face_throughput, "video": _video, "gpu": _gpu,
 }
 NAMES = (*BENCHMARKS, "all")
 # Seconds at full size on a fresh 2-core machine (measured one by one; asha/search: with their
 # learning curves cached, else the curves' own estimate is added once).
-ESTIMATE_S = {"trainer": 60, "ray": 180, "asha": 30, "search": 20, "cache": 40, "loader": 30, "video": 60,
-              "gpu": 0}
+ESTIMATE_S = {"trainer": 60, "ray": 180, "asha": 30, "search": 20, "cache": 40, "loader": 30,
+              "face-throughput": 90, "video": 60, "gpu": 0}
 
 
 def plan(names: list[str], size: str, cache_dir: Path) -> tuple[str, float]:

@@ -321,8 +321,10 @@ class EpochTimer:
         start = time.perf_counter()  # the loader's share: decoding and augmentation, per sample
         batches += list(loader)
         load_s = (time.perf_counter() - start) / max(size - batch, 1) if len(batches) > 1 else 0.0
-        kwargs = dict(device=device, amp=cfg.train.amp, grad_clip=cfg.train.grad_clip,
-                      channels_last=cfg.train.channels_last)
+        from bench.training.trainable import precision_kwargs
+
+        kwargs = dict(device=device, grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
+                      **precision_kwargs(cfg, device))  # the precision the trial trains in
         if mixup is not None:
             kwargs["batch_transform"] = mixup
         start = time.perf_counter()

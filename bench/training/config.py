@@ -60,7 +60,10 @@ class TrainConfig:
     batch_size: int = 64
     max_epochs: int = 10
     seed: int = 0
-    amp: bool = False
+    amp: bool = False  # mixed precision in the device's dtype (fp16 + loss scaler on CUDA, bf16 on CPUs)
+    # fp32 | bf16 | fp16 | auto (engine.resolve_precision: bf16 on GPUs that have it, and on CPUs with
+    # native bf16 for the model families measured faster in it; fp32 elsewhere)
+    precision: str = "fp32"
     grad_clip: float = 0.0
     label_smoothing: float = 0.0
     channels_last: bool = False

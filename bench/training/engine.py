@@ -42,6 +42,46 @@ def autocast_dtype(device) -> torch.dtype:
     return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+# Model families measured faster in bfloat16 autocast on a CPU with native bf16 (avx512_bf16 /
+# AMX): dense convolutions gain (48 px, batch 64: resnet18 1.5x, fer_cnn 1.6x; docs/perf.md);
+# depthwise ones lose (mobilenetv3_small_100: 0.9x, 0.44x with channels_last), so
+# `train.precision: auto` keeps every other family in fp32.
+CPU_BF16_FASTER = ("timm/resnet", "fer_cnn")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's avx512_bf16 / AMX kernels); without
+    it bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def resolve_precision(precision: str, model_name: str, device, amp: bool = False) -> torch.dtype | None:
+    """The autocast dtype a trial trains in, or None for plain fp32. ``amp`` (the older switch)
+    means the device's mixed-precision dtype. ``auto``: on CUDA bf16 where the GPU has it (no loss
+    scaler) else fp16; on a CPU bf16 only for the families in ``CPU_BF16_FASTER`` and only where
+    the CPU computes bf16 natively; fp32 otherwise."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        from bench.errors import UserError
+
+        raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return autocast_dtype(device) if amp else None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16  # CPUs have no fp16 autocast gain
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_bf16() and str(model_name).startswith(CPU_BF16_FASTER):
+        return torch.bfloat16
+    return None
+
+
 def grad_scaler(device, amp: bool, dtype: torch.dtype | None = None) -> torch.amp.GradScaler | None:
     """The loss scaler mixed precision needs on ``device``: float16 on CUDA needs one."""
     device = torch.device(device)

@@ -22,7 +22,7 @@ from bench.data import create_dataset
 from bench.families import family_of_model
 from bench.training.checkpoint import model_kwargs, save_checkpoint, save_estimator
 from bench.training.config import TrialConfig
-from bench.training.engine import evaluate, grad_scaler, latency_ms, train_one_epoch
+from bench.training.engine import evaluate, grad_scaler, latency_ms, resolve_precision, train_one_epoch
 from bench.training.fidelity import FractionSampler, fraction_at, steps_before
 from bench.training.init import apply_init, set_frozen
 from bench.training.tasks import class_weights_from_labels, create_task
@@ -67,6 +67,14 @@ class TrialParts:
     mixup: Callable | None = None  # batch transform: timm Mixup/CutMix with soft targets
     ema: CountingEma | None = None  # train.ema
     loaded: tuple[str, ...] = ()  # parameters model.init loaded (optim.init_lr_mult, train.freeze_epochs)
+    amp_dtype: torch.dtype | None = None  # the autocast dtype of training; None: fp32
+
+
+def precision_kwargs(cfg: TrialConfig, device) -> dict:
+    """``train_one_epoch``'s precision arguments for ``cfg`` on ``device`` (train.precision /
+    train.amp): what trials, the estimate and the perf harness train with."""
+    dtype = resolve_precision(cfg.train.precision, cfg.model.name, device, cfg.train.amp)
+    return {"amp": dtype is not None, "amp_dtype": dtype}
 
 
 def _num_classes(dataset_name: str) -> int:
@@ -109,10 +117,12 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     steps = steps_before(train_loader, cfg.train.max_epochs)
     first = steps_before(train_loader, 1)  # warm-up counts in the first epoch's steps
     scheduler = create_scheduler(cfg, optimizer, steps, max(first, 1))
-    scaler = grad_scaler(device, cfg.train.amp)
+    precision = precision_kwargs(cfg, device)
+    scaler = grad_scaler(device, precision["amp"], precision["amp_dtype"])
     mixup = SeededMixup(cfg, train_set.num_classes) if cfg.data.mixup > 0 or cfg.data.cutmix > 0 else None
     ema = CountingEma(model, cfg.train.ema_decay) if cfg.train.ema else None
-    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema, loaded)
+    return TrialParts(model, train_loader, val_loader, task, optimizer, scheduler, scaler, device, mixup, ema, loaded,
+                      precision["amp_dtype"])
 
 
 def _fraction_sampler(cfg: TrialConfig, train_set) -> FractionSampler | None:
@@ -304,7 +314,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         if parts.loaded and cfg.train.freeze_epochs:  # by the epoch, so a resumed trial freezes the same
             set_frozen(bare_model, parts.loaded, epoch < cfg.train.freeze_epochs)
         train = train_one_epoch(parts.model, parts.train_loader, parts.task, parts.optimizer,
-                                device=parts.device, scaler=parts.scaler, amp=cfg.train.amp,
+                                device=parts.device, scaler=parts.scaler, amp=parts.amp_dtype is not None,
+                                amp_dtype=parts.amp_dtype,
                                 grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
                                 scheduler=parts.scheduler, batch_transform=parts.mixup, ema=parts.ema)
         # what validation scores and checkpoints hold: the EMA weights when train.ema is on
