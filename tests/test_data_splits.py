@@ -66,6 +66,10 @@ def check_protocol(adapter, samples: list[Sample], seeds=(0, 3)) -> None:
             test_subjects = {s.subject for s in parts["test"]}
             if adapter.name == "tess":  # leave-one-speaker-out, speakers in sorted order
                 assert test_subjects == {sorted({s.subject for s in samples})[fold]}, where
+            elif adapter.name == "synthetic-fer":  # one split by identity, FER2013's 80/10/10 sizes
+                ordered = sorted({s.subject for s in samples})
+                held = round(0.8 * len(ordered)) + round(0.1 * len(ordered))
+                assert test_subjects == set(ordered[held:]), where
             elif all("split" in s.meta for s in samples):  # official test split
                 assert {s.sample_id for s in parts["test"]} == \
                     {s.sample_id for s in samples if s.meta["split"] == "test"}, where
