@@ -106,7 +106,7 @@ def test_each_dataset_space_samples_only_buildable_configs_on_its_dataset(face_f
 @pytest.mark.parametrize("space_path", face_spaces(), ids=lambda p: p.stem)
 def test_every_face_space_on_every_face_dataset(face_fakes, space_path):
     for layout in FACE_LAYOUTS:
-        check_space_on(space_path, layout, face_fakes, draws=24)
+        check_space_on(space_path, layout, face_fakes, draws=8)
 
 
 LANDMARK_SPACE = """
