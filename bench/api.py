@@ -192,6 +192,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     # a resumed sweep re-applies what its first run removed (same space, same hash).
     # --init REF: more model.init choices (a resume takes its first run's, kept in the sweep meta)
     init = list(meta.get("init_added") or []) if resume else list(init or [])
+    if not resume:
+        init_refs.check_typed(init, results)
     space = init_refs.add_refs(space, init)
     if resume:
         removals = [feasibility.Removal.from_dict(r) for r in meta.get("resolution", [])]

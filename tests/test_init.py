@@ -276,3 +276,15 @@ def test_a_convolutional_backbone_takes_another_resolution_and_the_dense_cnn_doe
     cnn_shapes = {k: tuple(v.shape) for k, v in
                   fer_models.create_model("fer_cnn", num_classes=7, image_size=48).state_dict().items()}
     assert "dense.1.weight" in shapes_fit(cnn, cnn_shapes, 1, 1)
+
+
+@pytest.mark.parametrize("ref, says", [("best:raf/face", "--init best:raf/face: no raf/face record with a checkpoint"),
+                                       ("nowhere/model", "--init nowhere/model: no checkpoint folder or weights file")])
+def test_a_typed_init_that_names_nothing_is_refused_before_the_sweep(tmp_path, capsys, ref, says):
+    from bench.cli import main
+
+    code = main(["search", "face", "--dataset", "synthetic", "--results-dir", str(tmp_path / "r"),
+                 "--cache-dir", str(tmp_path / "c"), "--init", ref, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "runs").exists()  # refused before any sweep began

@@ -164,6 +164,19 @@ def _fits(path: str, source, ctx) -> str | None:
     return f"it does not fit {ctx.model} here: {reason}" if reason else None
 
 
+def check_typed(refs: list[str], results_dir: Path | None) -> None:
+    """``--init REF`` as typed: a reference that names no checkpoint (no such file, no record for a
+    ``best:``) is refused in one sentence. Unlike a space's own ``best:`` choices, which quietly
+    leave a space for a user without earlier sweeps, a typed one is what the user asked for."""
+    for ref in refs:
+        if is_none(ref):
+            continue
+        try:
+            resolve_value(str(ref), results_dir)
+        except UserError as exc:
+            raise UserError(f"--init {ref}: {exc}") from None
+
+
 def add_refs(space, refs: list[str]):
     """``--init REF``: ``space`` with REF among ``model.init``'s choices (the param is created,
     after ``model.name``, as ``[none, REF...]`` when the space has none)."""
