@@ -354,6 +354,11 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
                                       callbacks=[EachFixedRun(settings.name, configs, str(keep_dir))]),
             )
         results = list(tuner.fit())
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as exc:  # Ray itself failed (its memory monitor, a lost head): no traceback for people
+        raise UserError(f"Ray stopped the runs of {settings.name} ({_error_line(exc)}); every run that "
+                        f"finished is recorded, and --resume continues the rest") from None
     finally:
         ACTIVE_WRITERS.pop(settings.name, None)
     return [_fixed_run(result, configs, metric, mode, keep_dir) for result in results]
