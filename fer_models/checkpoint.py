@@ -145,7 +145,7 @@ def _attach_head(model: nn.Module, meta: ModelMeta, folder: Path, num_classes: i
     estimator = load_head(folder / HEAD_FILE)
     if getattr(model, "is_classic", False):
         return model.set_estimator(estimator)
-    from .fusion import SVMHeadModel
+    from .svm_head import SVMHeadModel
 
     return SVMHeadModel(model, estimator, num_classes)
 

@@ -88,7 +88,7 @@ def test_a_toy_family_from_a_plugin_module_runs_a_sweep(tmp_path, cache_dir, mon
         assert record["budget"]["trials"] == 1 and record["budget"]["max_epochs"] == 1
     finally:  # the registry is process-wide: leave it as the other tests expect it
         FAMILIES.pop("toyface", None)
-        families._loaded.discard("toy_family_plugin")
+        families.registry._loaded.discard("toy_family_plugin")
         sys.modules.pop("toy_family_plugin", None)
 
 
@@ -99,4 +99,4 @@ def test_a_plugin_that_does_not_import_is_one_error(monkeypatch, capsys):
         err = capsys.readouterr().err
         assert "no_such_fer_bench_plugin" in err and err.count("\n") == 1
     finally:
-        families._loaded.discard("no_such_fer_bench_plugin")
+        families.registry._loaded.discard("no_such_fer_bench_plugin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.families import Preparation, SearchFamily, register_family
+from bench.families.registry import Preparation, SearchFamily, register_family
 
 # role -> (the fixed key that names its checkpoint, the search families that may provide it)
 ENCODER_SOURCES = {

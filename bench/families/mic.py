@@ -1,20 +1,19 @@
 """The ``mic`` search family: MIC on face video, with its identity-leakage probe after each epoch."""
 from __future__ import annotations
 
-from bench.families import SearchFamily, register_family
+from bench.families.registry import SearchFamily, register_family
 
 
-def identity_leakage_probe(model, loader, device) -> float:
+def identity_leakage_probe(features, loader) -> float:
     """Accuracy of a linear probe naming the subject from the model's features on the validation
-    split (lower is better: less identity in the expression code). Validation subjects are unseen
+    split (``features``: one row per sample of ``loader``; lower is better: less identity in the
+    expression code). Validation subjects are unseen
     in training, so the probe is fit on half of each validation subject's samples and scored on
     the other half."""
     import numpy as np
 
-    from bench.training.engine import predict
     from fer_models.mic import identity_leakage, split_within_subjects
 
-    _, _, features = predict(model, loader, device=device)
     subjects = np.asarray(loader.dataset.subjects)
     fit, score = split_within_subjects(subjects)
     if not len(score):
@@ -22,8 +21,8 @@ def identity_leakage_probe(model, loader, device) -> float:
     return identity_leakage(features[fit], subjects[fit], features[score], subjects[score])
 
 
-def identity_leakage_metrics(model, loader, device) -> dict:
-    return {"identity_leakage": identity_leakage_probe(model, loader, device)}
+def identity_leakage_metrics(features, loader) -> dict:
+    return {"identity_leakage": identity_leakage_probe(features, loader)}
 
 
 MIC = register_family(SearchFamily(

@@ -12,37 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
-
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
-
-
-def parse_duration(text, what: str = "--time-budget") -> float:
-    """``90``, ``90s``, ``30m``, ``2h``, ``1h30m`` (or a number of seconds) -> seconds > 0."""
-    if isinstance(text, bool):
-        raise UserError(f"{what} must be a duration like 30m, 90s, 2h or seconds, got {text!r}")
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = str(text).strip().lower().replace("min", "m")
-        pos, seconds, ok = 0, 0.0, bool(s)
-        for match in _PART.finditer(s):
-            if match.start() != pos or (not match.group(2) and match.end() != len(s)):
-                ok = False
-                break
-            seconds += float(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if not ok or pos != len(s):
-            raise UserError(f"{what} must be a duration like 30m, 90s, 2h or seconds, got {text!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UserError(f"{what} must be more than 0 seconds, got {text!r}")
-    return seconds
+from bench.sweep.durations import parse_duration  # noqa: F401  (also budget's, as it always was)
 
 
 def format_duration(seconds: float) -> str:
@@ -214,9 +189,9 @@ def worker_start_seconds(timeout: float = 600.0) -> float:
 def representative_configs(space, extra_fixed: dict) -> list[dict]:
     """One configuration per model the space samples: the middle of each choice list and range
     (geometric middle for log ranges), conditions applied in file order."""
-    from bench.sweep.feasibility import _model_values
+    from bench.sweep.feasibility import model_values
 
-    models = _model_values(space) or [None]
+    models = model_values(space) or [None]
     out = []
     for model in models:
         config = {**space.fixed, **extra_fixed}

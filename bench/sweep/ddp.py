@@ -9,7 +9,7 @@ from bench.errors import UserError
 from bench.sweep.ray_trial import RaySession, run_reported_trial
 
 if TYPE_CHECKING:
-    from bench.sweep.tune_backend import SweepSettings
+    from bench.sweep.run_settings import SweepSettings
 
 
 def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data_root: str | None, threads: int,
@@ -21,7 +21,7 @@ def fer_ddp_trial(config: dict, *, settings: SweepSettings, cache_dir: str, data
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from bench.sweep.tune_backend import run_config
+    from bench.sweep.run_settings import run_config
 
     context = tune.get_context()
     trainer = TorchTrainer(

@@ -298,7 +298,7 @@ def resolve(space: SearchSpace, context: Context, check: Callable[[str, object, 
     removed: list[Removal] = []
 
     # 1. models: each model.name value on its own
-    names = _model_values(space)
+    names = model_values(space)
     bad_models = {m: check("model.name", m, replace(context, model=m)) for m in names}
     for m in names:
         if bad_models[m] and "model.name" in space.fixed:
@@ -314,7 +314,7 @@ def resolve(space: SearchSpace, context: Context, check: Callable[[str, object, 
     for key, value in space.fixed.items():
         if key == "model.name":
             continue
-        models = _model_values(space) or [_default_model()]
+        models = model_values(space) or [_default_model()]
         reasons = {m: check(key, value, replace(context, model=m)) for m in models}
         if all(reasons.values()):
             raise UserError(f"{where!r}: fixed {key}={_show(value)} cannot run on dataset "
@@ -482,7 +482,7 @@ def _model_options(space: SearchSpace, params: dict | None = None) -> tuple:
     return ()
 
 
-def _model_values(space: SearchSpace) -> list[str]:
+def model_values(space: SearchSpace) -> list[str]:
     return [str(m) for m in _model_options(space)]
 
 
@@ -492,7 +492,7 @@ def _param(space: SearchSpace, key: str) -> Param | None:
 
 def active_models(space: SearchSpace, param: Param) -> list[str]:
     """The model names ``param`` can be sampled with."""
-    models = _model_values(space) or [_default_model()]
+    models = model_values(space) or [_default_model()]
     params = {p.key: p for p in space.params}
     return [m for m in models if _can_be_active(param, m, params, space.fixed, set())]
 
@@ -560,7 +560,7 @@ def _check_model_keys(space: SearchSpace, where: str) -> None:
         attr = key.split(".", 1)[1]
         if attr in BENCH_MODEL_KWARGS:
             continue
-        models = active_models(space, param) if param is not None else _model_values(space) or [_default_model()]
+        models = active_models(space, param) if param is not None else model_values(space) or [_default_model()]
         accepted_all: set[str] = set()
         for m in models:
             accepted, _ = model_parameters(m)

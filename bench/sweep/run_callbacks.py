@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ray import tune
 
+from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY
 
 # grid name -> the writer of this process (set by run_fixed_configs before fit)
@@ -24,8 +25,6 @@ class EachFixedRun(tune.Callback):
         self.name, self.configs, self.keep_dir = name, configs, keep_dir
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from bench.sweep.tune_backend import FixedRun, job_index
-
         writer = ACTIVE_WRITERS.get(self.name)
         if writer is None:  # a Tuner restored in another process: its own pass writes what is missing
             return

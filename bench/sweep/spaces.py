@@ -339,7 +339,7 @@ def _replace_hash(space: SearchSpace, digest: str) -> SearchSpace:
 
 def _time_budget(value, where: str) -> dict | None:
     """``20m`` (any device) or ``{cpu: 20m, gpu: 1h}`` -> seconds per device kind."""
-    from bench.sweep.budget import parse_duration
+    from bench.sweep.durations import parse_duration
 
     if value is None:
         return None

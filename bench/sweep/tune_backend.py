@@ -10,41 +10,11 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.sweep.ddp import ddp_concurrency, fer_ddp_trial
+from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
+from bench.sweep.run_settings import SweepSettings, run_config
 from bench.sweep.spaces import SearchSpace
 from bench.sweep.trials import best_row
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    name: str
-    storage: str
-    samples: int
-    max_epochs: int
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    seed: int = 0
-    max_failures: int = 2
-    verbose: int = 1
-    # Fault injection for tests and drills: while this file exists, every trial fails at its next
-    # epoch boundary (DESIGN: marker-file fault injection, then resume with resume_errored).
-    fault_marker: str | None = None
-    # More objectives after the space's own, e.g. (("latency_ms", "min"),): Optuna then searches
-    # for the Pareto front; ASHA and checkpoint ranking keep using the first objective.
-    extra_objectives: tuple[tuple[str, str], ...] = ()
-    # >1: each trial is a Ray Train TorchTrainer run (DistributedDataParallel) over this many
-    # workers, each with cpus_per_trial CPUs and gpus_per_trial GPUs.
-    workers_per_trial: int = 1
-    metric: str = "val/uar"
-    mode: str = "max"
-    # the fit stops after it as on Ctrl-C (trials keep their last checkpoint; --resume continues them)
-    time_budget_s: float | None = None
-    # an MLflow tracking URI (sweep.tracking.tracking_uri): every trial is also logged there
-    mlflow_uri: str | None = None
-
-    @property
-    def objectives(self) -> tuple[tuple[str, str], ...]:
-        return ((self.metric, self.mode), *self.extra_objectives)
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -151,32 +121,6 @@ def _reporter(space: SearchSpace):
         parameter_columns={p.key: p.key.split(".", 1)[1] for p in space.params if not p.when},
         max_report_frequency=30, max_progress_rows=30, metric=space.metric, mode=space.mode,
     )
-
-
-def run_config(settings: SweepSettings, metric: str, mode: str, *, ray_train: bool = False, **more):
-    """The RunConfig of every Ray run of a sweep (the Tuner's, a benchmark grid's, a multi-worker
-    trial's Train run): its storage, ``settings.max_failures`` retries of a fault, and one kept
-    checkpoint per trial, the best on ``metric``. ``ray_train`` builds Ray Train's class (a
-    TorchTrainer's), else Tune's; ``more`` adds or overrides fields (name, verbose, reporter); with
-    ``settings.mlflow_uri`` an MLflow logger joins ``more``'s callbacks (TensorBoard files stay)."""
-    from ray import train, tune
-
-    library = train if ray_train else tune  # Tune subclasses Train's classes and warns about the other's
-    callbacks = list(more.pop("callbacks", []))
-    if settings.mlflow_uri and not ray_train:  # a multi-worker trial's Train run is already one Tune trial
-        from bench.sweep.tracking import mlflow_callback
-
-        callbacks.append(mlflow_callback(settings.mlflow_uri, settings.name))
-    if callbacks:
-        more["callbacks"] = callbacks
-    fields = dict(
-        name=settings.name,
-        storage_path=settings.storage,
-        failure_config=library.FailureConfig(max_failures=settings.max_failures),
-        checkpoint_config=library.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                                   checkpoint_score_order=mode),
-    )
-    return library.RunConfig(**{**fields, **more})
 
 
 def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
@@ -308,16 +252,6 @@ def read_sweep_meta(run_path: str, filename: str = SWEEP_META) -> dict | None:
         return json.loads(f.read().decode())
 
 
-@dataclass
-class FixedRun:
-    config: dict
-    checkpoint: str | None  # local copy of the best-on-validation checkpoint
-    val: dict
-    epochs: int
-    seconds: float
-    error: str | None
-
-
 def _reuse_actors(settings: SweepSettings) -> bool:
     """Run the next trial in a finished trial's process: a fresh actor imports torch and the zoo
     again (~3 s on 2 cores, measured by ``fer-bench perf ray``), longer than an epoch of a small
@@ -362,17 +296,6 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
     finally:
         ACTIVE_WRITERS.pop(settings.name, None)
     return [_fixed_run(result, configs, metric, mode, keep_dir) for result in results]
-
-
-def job_index(configs: list[dict], config: dict) -> int:
-    """Where ``config`` is in the grid ``configs``, compared as JSON: a resumed grid reads its jobs
-    back from JSON while Tune restores the trials' configs from its pickle (a tuple is a list then)."""
-    import json
-
-    def key(c: dict) -> str:
-        return json.dumps(c, sort_keys=True, default=str)
-
-    return [key(c) for c in configs].index(key(config))
 
 
 def _fixed_run(result, configs: list[dict], metric: str, mode: str, keep_dir: Path) -> FixedRun:

@@ -78,13 +78,13 @@ def estimator_size(estimator) -> int:
 
 def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report, data_root: str | None) -> None:
     """Fit the classic head once on the training split and report its validation metrics."""
-    from bench.training.trainable import _num_classes, build_model
+    from bench.training.build import build_model, num_classes
     from fer_models import ModelConfigError
 
     t0 = time.perf_counter()
     if "seed" not in cfg.model.kwargs:  # the MLP's initialisation follows the trial's seed (benchmark seeds)
         cfg = replace(cfg, model=replace(cfg.model, kwargs={**cfg.model.kwargs, "seed": cfg.train.seed}))
-    model = build_model(cfg, _num_classes(cfg.data.dataset))
+    model = build_model(cfg, num_classes(cfg.data.dataset))
     common = dict(cache_dir=Path(cache_dir), data_root=data_root or cfg.data.data_root,
                   image_size=cfg.data.image_size)
     train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec, augment=False,

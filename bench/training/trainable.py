@@ -17,12 +17,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-import fer_models
 from bench.data import create_dataset
 from bench.families import family_of_model
-from bench.training.checkpoint import model_kwargs, save_checkpoint, save_estimator
+from bench.training.build import build_model, num_classes  # noqa: F401  (build_model: also trainable's)
+from bench.training.checkpoint import save_checkpoint, save_estimator
 from bench.training.config import TrialConfig
-from bench.training.engine import evaluate, grad_scaler, latency_ms, resolve_precision, train_one_epoch
+from bench.training.engine import (
+    evaluate,
+    grad_scaler,
+    latency_ms,
+    predict,
+    resolve_precision,
+    train_one_epoch,
+)
 from bench.training.fidelity import FractionSampler, fraction_at, steps_before
 from bench.training.init import apply_init, set_frozen
 from bench.training.tasks import class_weights_from_labels, create_task
@@ -39,15 +46,6 @@ def seed_everything(seed: int) -> None:
 def pick_device() -> torch.device:
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES=""), so this respects resources.
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def build_model(cfg: TrialConfig, num_classes: int) -> torch.nn.Module:
-    try:  # model_kwargs: the same kwargs the checkpoint records
-        return fer_models.create_model(cfg.model.name, num_classes=num_classes, **model_kwargs(cfg))
-    except fer_models.ModelConfigError as exc:  # a bad head kwarg (kernel, C): a config error, not a fault
-        from bench.errors import UserError
-
-        raise UserError(str(exc)) from None
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -77,15 +75,9 @@ def precision_kwargs(cfg: TrialConfig, device) -> dict:
     return {"amp": dtype is not None, "amp_dtype": dtype}
 
 
-def _num_classes(dataset_name: str) -> int:
-    from bench.data import get_adapter
-
-    return len(get_adapter(dataset_name).class_names)
-
-
 def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None) -> TrialParts:
     device = pick_device()
-    model = build_model(cfg, _num_classes(cfg.data.dataset))
+    model = build_model(cfg, num_classes(cfg.data.dataset))
     loaded = apply_init(model, cfg.model.init, cfg.model.name)  # before the optimizer and EMA see it
     model = model.to(device)
     if cfg.train.channels_last:
@@ -329,7 +321,9 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
                 scored_bare, parts.train_loader.dataset, parts.val_loader, parts.task, device=parts.device,
                 seed=cfg.train.seed)
         clip = clips.tune(scored_head if svm is not None else scored_bare, parts.device) if clips else {}
-        extra = epoch_metrics(scored_bare, parts.val_loader, parts.device) if epoch_metrics else {}
+        extra = {}
+        if epoch_metrics is not None:  # the family's own metrics read the validation features
+            extra = epoch_metrics(predict(scored_bare, parts.val_loader, device=parts.device)[2], parts.val_loader)
         if latency is None:
             latency = latency_ms(bare_model, next(iter(parts.val_loader))[0], device=parts.device)
         metrics = {
