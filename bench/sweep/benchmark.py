@@ -1,20 +1,32 @@
-"""The benchmark stage's Ray-free parts: which configs to retrain, on which folds and seeds, and
-cross-corpus evaluation over the classes two datasets share."""
+"""The benchmark stage: which configs to retrain, on which folds and seeds (``plan_benchmark``),
+training them as a Ray grid and recording each fold as it finishes (``run_benchmark``,
+``BenchmarkWriter``), and cross-corpus evaluation over the classes two datasets share
+(``cross_corpus_record``). ``bench.api.benchmark`` calls these steps."""
 from __future__ import annotations
 
 import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader
 
+from bench import paths
 from bench.data import create_dataset, get_adapter
 from bench.errors import UserError
 from bench.results.record import Record, config_id
-from bench.results.store import best_record
+from bench.results.store import append_record, best_record, load_records, provenance
+from bench.sweep import tune_backend
+from bench.sweep.fixed_runs import FixedRun
+from bench.sweep.record_fields import tested_fields
+from bench.sweep.resources import sweep_cpus
+from bench.sweep.run_settings import SweepSettings
 from bench.sweep.trials import read_trials
 from bench.training.engine import predict
-from bench.training.evaluation import load_trained_model
+from bench.training.evaluation import evaluate_checkpoint, load_trained_model
 from bench.training.metrics import classification_metrics
 from bench.training.trainable import pick_device
 
@@ -96,3 +108,175 @@ def cross_corpus(checkpoint: str | Path, eval_dataset: str, *, cache_dir: Path,
     metrics["samples"] = int(keep.sum())
     return {"shared_classes": shared, "test": metrics, "train_dataset": cfg.data.dataset,
             "config": json.loads(json.dumps(cfg.to_flat(), default=str)), "model": cfg.model.name}
+
+
+BENCHMARK_META = "fer-bench-benchmark.json"
+
+
+@dataclass
+class BenchmarkPlan:
+    """A retraining benchmark decided before Ray starts: the sweep it retrains, the grid of jobs
+    (config x fold x seed), its Ray settings and the writer that records each finished job."""
+
+    source: Record
+    run_name: str
+    run_path: str
+    jobs: list[dict]
+    refit: bool
+    settings: SweepSettings
+    writer: BenchmarkWriter
+    cache: Path
+    root: str | None
+    resume: bool
+    meta: dict  # fer-bench-benchmark.json: written by a fresh benchmark, read back by --resume
+
+
+def cross_corpus_record(source: Record, dataset: str, family: str, eval_dataset: str, *, results: Path,
+                        cache: Path, data_root: str | None) -> Record:
+    """Evaluate the recorded leader ``source`` of dataset/family on ``eval_dataset`` over the
+    shared classes and append a ``cross_corpus`` record (selected on validation, by the source
+    sweep's objective)."""
+    get_adapter(eval_dataset)
+    outcome = cross_corpus(source.checkpoint, eval_dataset, cache_dir=cache, data_root=data_root)
+    record = Record(kind="cross_corpus", time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    dataset=dataset, eval_dataset=eval_dataset, family=family, selection="val",
+                    objective=source.objective, objective_mode=source.objective_mode,
+                    source_run=source.run, space_hash=source.space_hash, provenance=provenance(), **outcome)
+    append_record(results, record)
+    return record
+
+
+def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, seeds: int, refit: bool,
+                   resume: bool, name: str | None, storage: str | None, results: Path, cache: Path,
+                   data_root: str | None, cpus_per_trial: float, gpus_per_trial: float, address: str | None,
+                   verbose: int, mlflow_uri: str | None) -> BenchmarkPlan:
+    """The jobs (the sweep's top-k configs on validation, refit or not, x every fold x seeds; a
+    resume takes its first run's), the benchmark's name and its Ray settings."""
+    root = data_root or source.config.get("data.data_root")
+    storage_path = paths.storage_path(storage, results)
+    if resume:
+        run_name, meta = benchmark_to_resume(storage_path, source, name)
+        jobs, refit = meta["jobs"], meta["refit"]
+    else:
+        # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
+        ranked = top_configs(source.run_path, source.objective, source.objective_mode, top_k)
+        configs = [refit_config(c, epoch) if refit else c for c, epoch in ranked]
+        jobs = expand_jobs(configs, get_adapter(dataset).num_folds, seeds)
+        run_name = name or f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        if tune_backend.read_sweep_meta(f"{storage_path.rstrip('/')}/{run_name}", BENCHMARK_META) is not None:
+            raise UserError(f"a benchmark named {run_name!r} already exists under {storage_path!r}; add "
+                            f"--resume to continue it, or choose another --name")
+        meta = {"dataset": dataset, "modality": family, "source_run": source.run, "jobs": jobs, "refit": refit,
+                "top_k": top_k, "seeds": seeds, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # fewer jobs than this machine has room for (one official split, top-k 1): each gets the idle cores
+    cpus_per_trial = sweep_cpus(cpus_per_trial, len(jobs), address=address, gpus_per_trial=gpus_per_trial)
+    settings = SweepSettings(
+        name=run_name, storage=storage_path, samples=len(jobs),
+        max_epochs=int(source.budget["max_epochs"]), cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, verbose=verbose,
+        fault_marker=os.environ.get("FER_BENCH_FAULT_MARKER"), mlflow_uri=mlflow_uri,
+    )
+    writer = BenchmarkWriter(dataset=dataset, family=family, source=source, run_name=run_name, refit=refit,
+                             cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, results=results,
+                             cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose,
+                             mlflow_uri=mlflow_uri)
+    return BenchmarkPlan(source=source, run_name=run_name, run_path=f"{storage_path.rstrip('/')}/{run_name}",
+                         jobs=jobs, refit=refit, settings=settings, writer=writer, cache=cache, root=root,
+                         resume=resume, meta=meta)
+
+
+def run_benchmark(plan: BenchmarkPlan, address: str | None) -> list[Record]:
+    """Train the grid on Ray, recording each job as it finishes, then record what the per-run
+    callback did not (a job finished just before a kill; a failure is said and left out)."""
+    tune_backend.connect(address)
+    if not plan.resume:
+        tune_backend.write_sweep_meta(plan.run_path, plan.meta, BENCHMARK_META)
+    # a refit keeps its last epoch (validation is seen data); a plain retrain its best on validation
+    metric, mode = ("training_iteration", "max") if plan.refit else (plan.source.objective,
+                                                                      plan.source.objective_mode)
+    runs = tune_backend.run_fixed_configs(plan.jobs, plan.settings, metric=metric, mode=mode, cache_dir=plan.cache,
+                                          data_root=plan.root, keep_dir=plan.writer.results / "models" / plan.run_name,
+                                          on_run=plan.writer, resume=plan.resume)
+    for run in runs:
+        if run.checkpoint is None:
+            print(f"warning: retrain fold {run.config['data.fold']} seed {run.config['train.seed']} "
+                  f"failed ({run.error}); it is left out of the leaderboard")
+            continue
+        plan.writer(run)
+    return plan.writer.recorded()
+
+
+def benchmark_to_resume(storage: str, source: Record, name: str | None) -> tuple[str, dict]:
+    """The benchmark ``name`` under ``storage`` (default: the latest begun of ``source``'s sweep) and
+    what its first run decided (the jobs, refit or not)."""
+    if name is None:
+        begun = [(meta.get("started", ""), run) for run in tune_backend.runs_with_meta(storage, BENCHMARK_META)
+                 if (meta := tune_backend.read_sweep_meta(f"{storage.rstrip('/')}/{run}", BENCHMARK_META))
+                 and meta.get("source_run") == source.run]
+        if not begun:
+            raise UserError(f"no benchmark of sweep {source.run!r} to resume under {storage!r}; "
+                            f"run it without --resume, or give the same --storage / --results-dir")
+        name = max(begun)[1]
+    meta = tune_backend.read_sweep_meta(f"{storage.rstrip('/')}/{name}", BENCHMARK_META)
+    if meta is None:
+        raise UserError(f"no benchmark named {name!r} to resume under {storage!r}; check --name and --storage")
+    return name, meta
+
+
+@dataclass
+class BenchmarkWriter:
+    """Tests one finished fold x seed run and appends its record, once: a run already recorded
+    under this benchmark (same config, fold and seed) is not recorded again, so the per-run
+    callback, the pass after fit and a resume can all call it."""
+
+    dataset: str
+    family: str
+    source: Record
+    run_name: str
+    refit: bool
+    cpus_per_trial: float
+    gpus_per_trial: float
+    results: Path
+    cache: Path
+    root: str | None
+    resumed: bool
+    start: float
+    verbose: int = 1
+    mlflow_uri: str | None = None
+
+    def recorded(self) -> list[Record]:
+        return [r for r in load_records(self.results) if r.kind == "benchmark" and r.benchmark_run == self.run_name]
+
+    def __call__(self, run: FixedRun) -> Record | None:
+        key = _run_key(run.config)
+        if any(_run_key(r.config) == key for r in self.recorded()):
+            return None
+        test = evaluate_checkpoint(run.checkpoint, split="test", cache_dir=self.cache, data_root=self.root)
+        source, cpus, gpus = self.source, self.cpus_per_trial, self.gpus_per_trial
+        record = Record(
+            kind="benchmark", **tested_fields(get_adapter(self.dataset), run.config, test, self.results),
+            run=source.run, benchmark_run=self.run_name, dataset=self.dataset, family=self.family,
+            seed=run.config["train.seed"], searched=list(source.searched),
+            space_hash=source.space_hash, space_path=source.space_path,
+            objective=source.objective, objective_mode=source.objective_mode, selection="val",
+            val={} if self.refit else run.val, threads=max(1, int(cpus)), run_path=source.run_path,
+            # the search budget that chose this config, plus what this retrain cost
+            budget={**source.budget, "retrain_epochs": run.epochs,
+                    "retrain_device_seconds": run.seconds * max(cpus, gpus)},
+            # the benchmark's wall time when this fold was recorded (of this invocation, on a resume)
+            benchmark_wall_seconds=time.time() - self.start, checkpoint=run.checkpoint,
+            resumed=self.resumed or None,
+        )
+        append_record(self.results, record)
+        if self.mlflow_uri:
+            from bench.sweep.tracking import log_record
+
+            log_record(self.mlflow_uri, self.run_name, record.to_dict())
+        if self.verbose:
+            print(f"Recorded {record.model} [{config_id(run.config)}] fold {record.fold} seed {record.seed}: "
+                  f"test UAR {100 * record.test['uar']:.1f}%", flush=True)
+        return record
+
+
+def _run_key(config: dict) -> tuple:
+    return config_id(config), config.get("data.fold"), config.get("train.seed")

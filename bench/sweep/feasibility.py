@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.data.base import DatasetAdapter
 from bench.errors import UserError
 from bench.sweep.spaces import UNSAMPLED, Param, SearchSpace
 from bench.training.config import BENCH_MODEL_KEYS, with_image_size
@@ -43,7 +44,7 @@ class Context:
     """What a check may look at. ``model`` is the model name the value would be used with."""
 
     modality: str  # the search's modality (face, video, mic, voice, fusion)
-    adapter: object  # the DatasetAdapter
+    adapter: DatasetAdapter
     samples: list  # the indexed samples (``Sample`` rows)
     fixed: dict = field(default_factory=dict)  # the space's fixed values and the sweep's own
     data_root: Path | None = None
@@ -56,6 +57,8 @@ class Context:
         return len(self.adapter.class_names)
 
 
+# a value a space param can take: YAML scalars (a list for list-valued keys such as model.init)
+ParamValue = bool | int | float | str | list | None
 Check = Callable[[str, object, Context], "str | None"]
 _CHECKS: list[tuple[tuple[str, ...] | None, Check, bool]] = []
 
@@ -252,7 +255,7 @@ class Removal:
 
     key: str
     reason: str
-    value: object = None
+    value: ParamValue = None  # a choice or a range's bound, as the space file wrote it
     models: tuple[str, ...] = ()
 
     def describe(self) -> str:

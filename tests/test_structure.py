@@ -1,6 +1,6 @@
-"""The import graph of ``bench`` and ``fer_models``, read from the source with ``ast`` (imports
-inside functions and under ``TYPE_CHECKING`` count): no module imports itself back through others,
-and every import goes down the layers docs/architecture.md names."""
+"""The structure of the code, read from the source with ``ast``. The import graph of ``bench`` and
+``fer_models`` (imports inside functions and under ``TYPE_CHECKING`` count): no module imports
+itself back through others, and every import goes down the layers docs/architecture.md names."""
 from __future__ import annotations
 
 import ast
@@ -125,3 +125,23 @@ def test_no_import_loop():
 
 def test_imports_go_down_the_layers():
     assert upward_imports(import_graph()) == []
+
+
+def test_api_is_a_thin_twin_of_the_cli():
+    """``bench.api`` joins named steps of ``bench.sweep``; none of its functions grows past 40 lines."""
+    tree = ast.parse((ROOT / "bench" / "api.py").read_text())
+    long = [f"{n.name}: {n.end_lineno - n.lineno + 1} lines" for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 40]
+    assert long == []
+
+
+def test_sweep_dataclasses_are_typed():
+    """The plan and outcome types of a sweep name their fields' types (no ``object`` placeholders)."""
+    untyped = []
+    for path in sorted((ROOT / "bench" / "sweep").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                untyped += [f"{path.name}: {node.name}.{item.target.id}" for item in node.body
+                            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                            and "object" in ast.unparse(item.annotation).split(" | ")]
+    assert untyped == []
