@@ -27,19 +27,19 @@ from bench.sweep.search import (  # noqa: F401  (the three steps of a search, al
 )
 
 
-def search(modality: str, dataset: str, *, space_path: str | None = None, samples: int | None = None,
+def search(family: str, dataset: str, *, space_path: str | None = None, samples: int | None = None,
            max_epochs: int | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
            storage: str | None = None, name: str | None = None, address: str | None = None,
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
            objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
            estimate: bool = True, init: list[str] | None = None, mlflow: str | None = None) -> SearchResult:
-    """Run a sweep of the search family ``modality`` (or, with ``resume``, continue the one named
+    """Run a sweep of the search family ``family`` (or, with ``resume``, continue the one named
     ``name``), pick the best trial on validation, test it once and record the result.
     ``time_budget`` (``30m``, ``2h``, seconds) stops the sweep cleanly after that long (default:
     the space's ``budget.time_budget``); ``estimate`` prints the expected duration from a measured
     epoch first. ``init``: ``model.init`` references added to the space's (``--init``)."""
-    plan = plan_search(modality, dataset, space_path=space_path, samples=samples, max_epochs=max_epochs,
+    plan = plan_search(family, dataset, space_path=space_path, samples=samples, max_epochs=max_epochs,
                        cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, storage=storage,
                        name=name, address=address, seed=seed, data_root=data_root, cache_dir=cache_dir,
                        results_dir=results_dir, verbose=verbose, resume=resume, objective=objective,
@@ -48,7 +48,7 @@ def search(modality: str, dataset: str, *, space_path: str | None = None, sample
     return run_search(plan)
 
 
-def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
+def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval_dataset: str | None = None,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, address: str | None = None,
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
               cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
@@ -70,15 +70,15 @@ def benchmark(dataset: str, modality: str, *, top_k: int = 1, seeds: int = 1, ev
     if top_k < 1 or seeds < 1:
         raise UserError("--top-k and --seeds must be at least 1")
     results, cache = paths.results_dir(results_dir), paths.cache_dir(cache_dir)
-    source = bm.source_search_record(load_records(results), dataset, modality)
+    source = bm.source_search_record(load_records(results), dataset, family)
     if eval_dataset and resume:
         raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation "
                         "(--eval-dataset) is one step and has nothing to resume")
     if eval_dataset:
-        return [bm.cross_corpus_record(source, dataset, modality, eval_dataset, results=results, cache=cache,
+        return [bm.cross_corpus_record(source, dataset, family, eval_dataset, results=results, cache=cache,
                                        data_root=paths.data_root(eval_data_root))]
     get_adapter(dataset)
-    plan = bm.plan_benchmark(source, dataset, modality, top_k=top_k, seeds=seeds, refit=refit, resume=resume,
+    plan = bm.plan_benchmark(source, dataset, family, top_k=top_k, seeds=seeds, refit=refit, resume=resume,
                              name=name, storage=storage, results=results, cache=cache,
                              data_root=paths.data_root(data_root), cpus_per_trial=cpus_per_trial,
                              gpus_per_trial=gpus_per_trial, address=address, verbose=verbose,

@@ -29,18 +29,28 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+class _Deprecated(argparse.Action):
+    """An old spelling of a flag: it still works, with a note naming the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = "--" + self.dest.replace("_", "-")
+        print(f"fer-bench: note: {option_string} is deprecated; use {new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _add_search(sub) -> None:
     p = sub.add_parser("search", help="sweep a model family on a dataset with Ray Tune")
-    p.add_argument("modality", choices=family_names(), help="the search family (bench.families)")
+    p.add_argument("family", choices=family_names(), metavar="FAMILY",
+                   help=f"the search family: {', '.join(family_names())} (bench.families)")
     p.add_argument("--dataset", required=True, help="dataset name (see `fer-bench data list`)")
     p.add_argument("--data-root", help="dataset folder (else $FER_BENCH_DATA)")
-    p.add_argument("--space", help="search-space YAML (default: the built-in one for the modality)")
+    p.add_argument("--space", help="search-space YAML (default: the family's built-in one for the dataset)")
     p.add_argument("--samples", type=_positive_int, help="number of trials (default: the space's budget)")
     p.add_argument("--max-epochs", type=_positive_int, help="epochs per trial at most")
     p.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0)
     p.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0)
     p.add_argument("--storage", help="experiment storage: folder or URI (default results/runs)")
-    p.add_argument("--name", help="experiment name (default <dataset>-<modality>-<time>)")
+    p.add_argument("--name", help="experiment name (default <dataset>-<family>-<time>)")
     p.add_argument("--address", help="join a running Ray cluster at HOST:PORT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="preprocessing cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
@@ -86,7 +96,7 @@ def _add_data_summary_and_prepare(dsub) -> None:
 
 def _add_predict_and_export(sub) -> None:
     p = sub.add_parser("predict", help="run a trained model on photos, videos or audio (MTCNN faces)")
-    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<modality>")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<family>")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or audio files, or folders of them")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object (layout in the README)")
@@ -100,7 +110,7 @@ def _add_predict_and_export(sub) -> None:
     p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--data-root", help="the model's training data, for voice normalisation (else the checkpoint's)")
     p = sub.add_parser("export", help="export a trained model to ONNX and check it against PyTorch")
-    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<modality>")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<family>")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
     p.add_argument("--opset", type=_positive_int, default=17)
     p.add_argument("--results-dir", help="results store for best:... (else $FER_BENCH_RESULTS or ./results)")
@@ -113,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search(sub)
     p = sub.add_parser("benchmark", help="retrain a sweep's top-k configs on every fold x seed and test once")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--modality", default=DEFAULT_FAMILY, choices=family_names(), help="the sweep's search family")
+    p.add_argument("--family", default=DEFAULT_FAMILY, choices=family_names(), help="the sweep's search family")
+    p.add_argument("--modality", dest="family", choices=family_names(), action=_Deprecated, help=argparse.SUPPRESS)
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
     p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
@@ -236,7 +247,7 @@ def _search(args) -> int:
     from bench import api
 
     result = api.search(
-        args.modality, args.dataset, space_path=args.space, samples=args.samples,
+        args.family, args.dataset, space_path=args.space, samples=args.samples,
         max_epochs=args.max_epochs, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         storage=args.storage, name=args.name, address=args.address, seed=args.seed,
         data_root=args.data_root, cache_dir=args.cache_dir, results_dir=args.results_dir,
@@ -277,7 +288,7 @@ def _benchmark(args) -> int:
     from bench import api
 
     records = api.benchmark(
-        args.dataset, args.modality, top_k=args.top_k, seeds=args.seeds, eval_dataset=args.eval_dataset,
+        args.dataset, args.family, top_k=args.top_k, seeds=args.seeds, eval_dataset=args.eval_dataset,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,

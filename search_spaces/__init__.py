@@ -1,1 +1,1 @@
-"""Shipped search spaces (package data): <modality>.yaml and <modality>/<dataset>.yaml overrides."""
+"""Shipped search spaces (package data): <family>.yaml and <family>/<dataset>.yaml overrides."""

@@ -67,3 +67,21 @@ def test_bad_time_budget(capsys, value, message):
     code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--time-budget", value)
     assert code == 2 and f"--time-budget {message}" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_old_spelling_of_a_family_flag_still_works_with_a_note(capsys):
+    from bench.cli import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--dataset", "tess", "--modality", "voice"])
+    assert args.family == "voice"
+    assert "--modality is deprecated; use --family" in capsys.readouterr().err
+    assert build_parser().parse_args(["benchmark", "--dataset", "tess", "--family", "voice"]).family == "voice"
+    assert build_parser().parse_args(["benchmark", "--dataset", "tess"]).family == "face"
+    assert capsys.readouterr().err == ""
+
+
+def test_a_space_names_its_family_once(capsys, tmp_path):
+    space = tmp_path / "s.yaml"
+    space.write_text("schema: 1\nfamily: face\nmodality: face\nparams:\n  model.name: {choice: [fer_cnn]}\n")
+    code, err = run(capsys, "search", "face", "--dataset", "synthetic", "--space", str(space))
+    assert code == 2 and "give the search family once" in err

@@ -21,7 +21,7 @@ from bench.sweep.spaces import builtin_space_path, load_space
 def test_every_family_has_a_loading_space_data_and_models(name):
     family = get_family(name)
     space = load_space(builtin_space_path(name))
-    assert space.modality == name
+    assert space.family == name
     assert any(adapter.modality == family.data_modality for adapter in DATASETS.values()), \
         f"no registered dataset holds {family.data_modality} data for `search {name}`"
     for model in space.model_names():  # what the space searches is what the family searches

@@ -18,7 +18,7 @@ ZOO_SPACES = sorted(str(p.relative_to(SPACES)) for p in SPACES.rglob("*.yaml")) 
 @pytest.mark.parametrize("relative", ZOO_SPACES)
 def test_space_loads(relative):
     space = load_space(SPACES / relative)
-    assert space.modality == relative.split("/")[0].removesuffix(".yaml")
+    assert space.family == relative.split("/")[0].removesuffix(".yaml")
     assert space.model_names()
     assert space.samples <= (10 if "synthetic" in relative else 32)
 

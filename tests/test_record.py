@@ -83,3 +83,25 @@ def test_the_query_honours_a_minimised_objective_stored_in_the_records():
     assert best_record(maximised, "synthetic", "face").run == "high-loss"
     # an explicit metric overrides the stored objective
     assert best_record([low, high], "synthetic", "face", metric="val/uar").run == "high-loss"
+
+
+def test_a_nan_score_never_wins_and_ties_go_to_the_latest():
+    nan_first = sweep("nan", {"uar": float("nan")})
+    a, b = sweep("a", {"uar": 0.6}), sweep("b", {"uar": 0.6})
+    assert best_record([nan_first, a], "synthetic", "face").run == "a"
+    assert best_record([a, nan_first], "synthetic", "face").run == "a"
+    assert best_record([nan_first], "synthetic", "face") is None
+    assert best_record([a, b, nan_first], "synthetic", "face").run == "b"
+    low_nan = sweep("nan-loss", {"loss": float("nan")}, objective="val/loss")
+    assert best_record([low_nan, sweep("l", {"loss": 2.0}, objective="val/loss")], "synthetic", "face").run == "l"
+
+
+def test_one_best_of_rule_ranks_trials_and_records():
+    from bench.results.selection import best_of, ranked
+
+    scores = {"t1": 0.5, "t2": float("nan"), "t3": 0.7, "t4": None, "t5": 0.7}
+    assert ranked(scores, scores.get, "max") == ["t3", "t5", "t1"]  # ties keep the given order
+    assert ranked(scores, scores.get, "min") == ["t1", "t3", "t5"]
+    assert best_of(["t2", "t4"], scores.get, "max") is None
+    with pytest.raises(ValueError, match="mode"):
+        ranked(scores, scores.get, "maximise")

@@ -1,63 +1,36 @@
 """Dataset registry and ``create_dataset``: the only door from trials to data."""
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from fer_models.spec import InputSpec
 
 from ..errors import UserError
-from .afew import Afew
-from .affectnet import AffectNet, AffectNet7
+
+# The built-in adapters: each module registers its classes (``@register_dataset``) on import.
+from . import (  # noqa: E402,F401,I001
+    afew,
+    affectnet,
+    ckplus,
+    cremad,
+    emodb,
+    fer2013,
+    jaffe,
+    mmi,
+    raf,
+    ravdess,
+    synthetic,
+    synthetic_av,
+    synthetic_video,
+    synthetic_voice,
+    tess,
+)
 from .base import DatasetAdapter, IndexResult, Sample
-from .ckplus import CkPlus
-from .cremad import CremaD, CremaDAV
-from .emodb import EmoDB
 from .face_files import landmark_face_dataset
-from .fer2013 import Fer2013, FerPlus
-from .jaffe import Jaffe
 from .media_dataset import create_media_dataset
-from .mmi import Mmi
-from .raf import RafDb
-from .ravdess import Ravdess, RavdessAV, RavdessVideo
-from .synthetic import SyntheticFaces, SyntheticFacesLarge, SyntheticFer
-from .synthetic_av import SyntheticAV
-from .synthetic_video import SyntheticVideo
-from .synthetic_voice import SyntheticVoice, SyntheticVoiceLarge
+from .registry import DATASETS, get_adapter, register_dataset  # noqa: F401  (the package's names)
 from .tensors import TensorFaceDataset
-from .tess import Tess
 from .transforms import eval_transform
-
-DATASETS: dict[str, type[DatasetAdapter]] = {}
-
-
-def register_dataset(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
-    if cls.name in DATASETS:
-        raise ValueError(f"dataset {cls.name!r} is already registered")
-    DATASETS[cls.name] = cls
-    return cls
-
-
-register_dataset(SyntheticFaces)
-register_dataset(SyntheticFacesLarge)  # model.init's measurements: a large set to start from
-register_dataset(SyntheticFer)  # FER2013's size and shape, for timing large-set sweeps
-
-# Face-image datasets in their native layouts.
-for _face_dataset in (RafDb, Fer2013, FerPlus, CkPlus, Jaffe, AffectNet, AffectNet7):
-    register_dataset(_face_dataset)
-
-# Voice, video and audio-visual datasets (native layouts), and their synthetic stand-ins.
-for _media_dataset in (Tess, EmoDB, Ravdess, RavdessVideo, RavdessAV, CremaD, CremaDAV, Afew, Mmi,
-                       SyntheticVoice, SyntheticVoiceLarge, SyntheticVideo, SyntheticAV):
-    register_dataset(_media_dataset)
-
-
-def get_adapter(name: str) -> DatasetAdapter:
-    if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UserError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(sorted(DATASETS))}.")
-    return DATASETS[name]()
 
 
 def load_splits(name: str, fold: int, data_root: str | Path | None, cache_dir: Path,

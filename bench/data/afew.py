@@ -15,6 +15,7 @@ import numpy as np
 from .base import BASIC7, Sample, _check_fold, check_leakage
 from .fakes import write_clip
 from .media import MediaAdapter
+from .registry import register_dataset
 
 _FOLDERS = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "neutral": "neutral",
             "sad": "sad", "surprise": "surprise"}
@@ -25,6 +26,7 @@ def _split_of(part: str) -> str | None:
     return "train" if name.startswith("train") else "test" if name.startswith("val") else None
 
 
+@register_dataset
 class Afew(MediaAdapter):
     name = "afew"
     modality = "video"

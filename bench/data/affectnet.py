@@ -43,6 +43,7 @@ from .prep.faces import (
     warp_to_template,
     write_entry,
 )
+from .registry import register_dataset
 
 IMAGES = "Manually_Annotated_Images"
 LISTS = "Manually_Annotated_file_lists"
@@ -57,6 +58,7 @@ _EYES = (range(36, 42), range(42, 48))
 _NOSE, _MOUTH = 30, (48, 54)
 
 
+@register_dataset
 class AffectNet(FaceImageAdapter):
     name = "affectnet"
     class_names = AFFECTNET8
@@ -225,6 +227,7 @@ class AffectNet(FaceImageAdapter):
         return Path(directory)
 
 
+@register_dataset
 class AffectNet7(AffectNet):
     name = "affectnet7"
     class_names = AFFECTNET8[:7]

@@ -22,6 +22,7 @@ from ..errors import UserError
 from .base import BASIC7, IndexResult, Sample, Skipped
 from .face_files import IMAGE_SUFFIXES, FaceImageAdapter
 from .media_index import walk_files
+from .registry import register_dataset
 
 CLASS_NAMES = (*BASIC7[:6], "contempt")  # no neutral: see the module docstring
 # CK+'s emotion codes 1-7.
@@ -35,6 +36,7 @@ LABEL_NAME = re.compile(r"^(S\d+)_(\d+)_(\d+)_emotion\.txt$", re.IGNORECASE)
 FRAMES_PER_SEQUENCE = 3
 
 
+@register_dataset
 class CkPlus(FaceImageAdapter):
     name = "ckplus"
     class_names = CLASS_NAMES

@@ -13,12 +13,14 @@ from pathlib import Path
 from .base import Sample, subject_kfold
 from .fakes import write_clip, write_tone
 from .media import MediaAdapter
+from .registry import register_dataset
 
 _EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "SAD": "sad", "NEU": "neutral"}
 _NAME = re.compile(r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>ANG|DIS|FEA|HAP|NEU|SAD)_"
                    r"(?P<level>LO|MD|HI|XX|X)$")
 
 
+@register_dataset
 class CremaD(MediaAdapter):
     name = "cremad"
     modality = "voice"
@@ -52,6 +54,7 @@ class CremaD(MediaAdapter):
         return root
 
 
+@register_dataset
 class CremaDAV(CremaD):
     name = "cremad-av"
     fusion_sources = {"voice": "cremad"}

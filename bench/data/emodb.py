@@ -11,11 +11,13 @@ from pathlib import Path
 from .base import Sample, subject_kfold
 from .fakes import write_tone
 from .media import MediaAdapter
+from .registry import register_dataset
 
 _EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
 _NAME = re.compile(r"^(?P<speaker>\d{2})(?P<text>[a-z]\d{2})(?P<emotion>[WLEAFTN])(?P<version>[a-z])$")
 
 
+@register_dataset
 class EmoDB(MediaAdapter):
     name = "emodb"
     modality = "voice"

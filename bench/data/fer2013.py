@@ -28,6 +28,7 @@ from ..errors import UserError
 from .base import BASIC7, Sample, Skipped
 from .face_files import IMAGE_SUFFIXES, SPLIT_ORDER, FaceImageAdapter
 from .media_index import walk_files
+from .registry import register_dataset
 
 CSV_NAME = "fer2013.csv"
 FERPLUS_NAME = "fer2013new.csv"
@@ -46,6 +47,7 @@ FERPLUS_CANONICAL = {"neutral": "neutral", "happiness": "happy", "surprise": "su
 PARSE_VERSION = 1
 
 
+@register_dataset
 class Fer2013(FaceImageAdapter):
     name = "fer2013"
     class_names = BASIC7  # FER2013's codes 0-6 are exactly this order
@@ -157,6 +159,7 @@ class Fer2013(FaceImageAdapter):
 _FERPLUS_OF_BASIC = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 
 
+@register_dataset
 class FerPlus(Fer2013):
     name = "ferplus"
     class_names = (*BASIC7, "contempt")

@@ -13,12 +13,14 @@ import numpy as np
 
 from .base import BASIC7, Sample, Skipped
 from .face_files import IMAGE_SUFFIXES, FaceImageAdapter
+from .registry import register_dataset
 
 FILE_NAME = re.compile(r"^([A-Z]{2})\.([A-Z]{2})(\d+)\.(\d+)\.(tiff?|jpe?g|png)$", re.IGNORECASE)
 EMOTION_CODES = {"AN": "angry", "DI": "disgust", "FE": "fear", "HA": "happy", "NE": "neutral",
                  "SA": "sad", "SU": "surprise"}
 
 
+@register_dataset
 class Jaffe(FaceImageAdapter):
     name = "jaffe"
     class_names = BASIC7

@@ -17,6 +17,7 @@ from .base import IndexResult, Sample, Skipped, subject_kfold
 from .fakes import write_clip
 from .media import MediaAdapter
 from .prep.media_cache import file_info
+from .registry import register_dataset
 
 CLASS_NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 _ALIASES = {"anger": "angry", "happiness": "happy", "sadness": "sad", "surprised": "surprise",
@@ -24,6 +25,7 @@ _ALIASES = {"anger": "angry", "happiness": "happy", "sadness": "sad", "surprised
 MANIFEST = "manifest.csv"
 
 
+@register_dataset
 class Mmi(MediaAdapter):
     name = "mmi"
     modality = "video"

@@ -15,12 +15,14 @@ import numpy as np
 
 from .base import BASIC7, Sample, Skipped
 from .face_files import FaceImageAdapter
+from .registry import register_dataset
 
 LABEL_FILE = "EmoLabel/list_patition_label.txt"
 # RAF-DB's labels 1..7, in its own order.
 RAF_LABELS = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
 
 
+@register_dataset
 class RafDb(FaceImageAdapter):
     name = "raf"
     class_names = BASIC7

@@ -19,12 +19,14 @@ from pathlib import Path
 from .base import BASIC7, Sample, subject_kfold
 from .fakes import write_clip, write_tone
 from .media import MediaAdapter
+from .registry import register_dataset
 
 _EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")  # codes 01..08
 _NAME = re.compile(r"^(?P<modality>0[123])-(?P<channel>0[12])-(?P<emotion>0[1-8])-(?P<intensity>0[12])-"
                    r"(?P<statement>0[12])-(?P<repetition>0[12])-(?P<actor>\d{2})$")
 
 
+@register_dataset
 class Ravdess(MediaAdapter):
     name = "ravdess"
     modality = "voice"
@@ -86,6 +88,7 @@ class Ravdess(MediaAdapter):
         return root
 
 
+@register_dataset
 class RavdessVideo(Ravdess):
     name = "ravdess-video"
     modality = "video"
@@ -93,6 +96,7 @@ class RavdessVideo(Ravdess):
     modalities = ("02", "01")
 
 
+@register_dataset
 class RavdessAV(Ravdess):
     name = "ravdess-av"
     fusion_sources = {"visual": "ravdess-video", "voice": "ravdess"}

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .base import BASIC7, DatasetAdapter, IndexResult, Sample
+from .registry import register_dataset
 
 GENERATOR_VERSION = 1
 IMAGE_SIZE = 64
@@ -161,6 +162,7 @@ def cached_faces(cache_dir: Path, seed: int = 0, **kwargs) -> dict[str, np.ndarr
         return {k: npz[k] for k in npz.files}
 
 
+@register_dataset
 class SyntheticFaces(DatasetAdapter):
     name = "synthetic"
     modality = "face"
@@ -191,6 +193,7 @@ class SyntheticFaces(DatasetAdapter):
         return Path(directory)  # generated, no layout to fake
 
 
+@register_dataset
 class SyntheticFacesLarge(SyntheticFaces):
     """A large synthetic face set (1,000 identities, 7,000 faces) from another seed, so none of its
     identities is one of ``synthetic``'s: the stand-in for FER2013 / RAF-DB when measuring
@@ -215,6 +218,7 @@ class SyntheticFacesLarge(SyntheticFaces):
         return self._data(cache_dir)["images"][[int(s.path.split(":")[1]) for s in samples]]
 
 
+@register_dataset
 class SyntheticFer(SyntheticFaces):
     """FER2013-sized synthetic faces (48 px grey, 35,868 faces of 427 identities, one split by
     identity of 28,728 / 3,612 / 3,528, FER2013's 28,709 / 3,589 / 3,589): a stand-in of FER2013's

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from .base import BASIC7, IndexResult, subject_kfold
 from .media import MediaAdapter
+from .registry import register_dataset
 from .synthetic_video import SIZE, video_folder
 from .synthetic_voice import manifest_samples, voice_folder
 
 
+@register_dataset
 class SyntheticAV(MediaAdapter):
     name = "synthetic-av"
     fusion_sources = {"visual": "synthetic-video", "voice": "synthetic-voice"}

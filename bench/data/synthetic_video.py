@@ -17,6 +17,7 @@ from . import synthetic_voice
 from .base import BASIC7, IndexResult, subject_kfold
 from .media import MediaAdapter
 from .prep.media_cache import generate_once
+from .registry import register_dataset
 from .synthetic import _EXPRESSIONS, _identity, render_face
 from .synthetic_voice import clip_intensity, manifest_samples
 
@@ -98,6 +99,7 @@ def video_folder(cache_dir: Path, seed: int = 0) -> Path:
     return generate_once(target, lambda tmp: generate_video(tmp, seed, subjects, PER_CLASS))
 
 
+@register_dataset
 class SyntheticVideo(MediaAdapter):
     name = "synthetic-video"
     modality = "video"

@@ -19,6 +19,7 @@ import scipy.signal
 from .base import BASIC7, IndexResult, Sample, subject_kfold
 from .media import MediaAdapter
 from .prep.media_cache import file_info, generate_once
+from .registry import register_dataset
 
 GENERATOR_VERSION = 1
 SAMPLE_RATE = 16000
@@ -148,6 +149,7 @@ def manifest_samples(folder: Path, cache_dir: Path, prefix: str) -> list[Sample]
     return samples
 
 
+@register_dataset
 class SyntheticVoice(MediaAdapter):
     name = "synthetic-voice"
     modality = "voice"
@@ -170,6 +172,7 @@ class SyntheticVoice(MediaAdapter):
 LARGE_SUBJECTS, LARGE_PER_CLASS, LARGE_SEED = 120, 4, 1
 
 
+@register_dataset
 class SyntheticVoiceLarge(SyntheticVoice):
     """A large synthetic speech set (120 speakers, 3,360 clips) from another seed, so none of its
     speakers is one of ``synthetic-voice``'s: the stand-in for CREMA-D when measuring

@@ -16,6 +16,7 @@ from pathlib import Path
 from .base import BASIC7, Sample, _check_fold, check_leakage, stratified_group_carve
 from .fakes import write_tone
 from .media import MediaAdapter
+from .registry import register_dataset
 
 # file-name emotion suffixes, longest first so "pleasant_surprised" wins over "surprised"
 _EMOTIONS = {
@@ -27,6 +28,7 @@ _EMOTION_PATTERN = "|".join(sorted(_EMOTIONS, key=len, reverse=True))
 _NAME = re.compile(rf"^(?P<speaker>[a-z]{{2,3}})_(?P<word>[a-z]+)_(?P<emotion>{_EMOTION_PATTERN})$", re.IGNORECASE)
 
 
+@register_dataset
 class Tess(MediaAdapter):
     name = "tess"
     modality = "voice"

@@ -26,24 +26,24 @@ def leader_record(records: list[Record], dataset: str, family: str) -> Record | 
 def resolve_model_ref(ref: str, results_dir: Path) -> Path:
     """The checkpoint folder ``ref`` names; a UserError (one sentence) when it names none."""
     if ref.startswith(BEST_PREFIX):
-        dataset, sep, modality = ref[len(BEST_PREFIX):].partition("/")
-        if not sep or not dataset or not modality:
-            raise UserError(f"model reference {ref!r} must look like best:<dataset>/<modality>, e.g. best:raf/face")
-        record = leader_record(load_records(results_dir), dataset, modality)
+        dataset, sep, family = ref[len(BEST_PREFIX):].partition("/")
+        if not sep or not dataset or not family:
+            raise UserError(f"model reference {ref!r} must look like best:<dataset>/<family>, e.g. best:raf/face")
+        record = leader_record(load_records(results_dir), dataset, family)
         if record is None:
-            raise UserError(f"no leader recorded for {dataset}/{modality} in {results_dir}; run "
-                            f"`fer-bench search {modality} --dataset {dataset}` first")
+            raise UserError(f"no leader recorded for {dataset}/{family} in {results_dir}; run "
+                            f"`fer-bench search {family} --dataset {dataset}` first")
         folder = Path(record.checkpoint)
         if not (folder / CHECKPOINT_FILE).is_file():
-            raise UserError(f"the leader for {dataset}/{modality} (run {record.run!r}) points at "
+            raise UserError(f"the leader for {dataset}/{family} (run {record.run!r}) points at "
                             f"{str(folder)!r}, which holds no {CHECKPOINT_FILE}; was results/models/ moved?")
         return folder
     path = Path(ref).expanduser()
     if path.is_file() and path.name == CHECKPOINT_FILE:
         path = path.parent
     if not path.exists():
-        raise UserError(f"model reference {ref!r} is neither a checkpoint folder nor best:<dataset>/<modality>")
+        raise UserError(f"model reference {ref!r} is neither a checkpoint folder nor best:<dataset>/<family>")
     if not (path / CHECKPOINT_FILE).is_file():
         raise UserError(f"{str(path)!r} holds no {CHECKPOINT_FILE}; pass a folder under results/models/ "
-                        f"or best:<dataset>/<modality>")
+                        f"or best:<dataset>/<family>")
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.results.record import OBJECTIVE_MODES, Record, as_record, metric_mode, record_id
+from bench.results.selection import best_of
 
 # OBJECTIVE_MODES, metric_mode and record_id live in bench.results.record; they are re-exported here for
 # the callers that import them from the store
@@ -119,7 +120,7 @@ def best_record(records: list[Record], dataset: str, family: str | tuple[str, ..
     The score is the candidates' own objective in its stored direction (``val/loss`` is
     minimised); when candidates were swept on different objectives they are compared on the latest
     candidate's. ``metric`` (and ``mode``, default the metric's direction) overrides that. Ties go
-    to the latest record."""
+    to the latest record; a NaN score never wins (``results.selection``, the rule trials share)."""
     wanted = (family,) if isinstance(family, str) else tuple(family)
     candidates = []
     for r in current_records(records):
@@ -134,15 +135,8 @@ def best_record(records: list[Record], dataset: str, family: str | tuple[str, ..
         return None
     if metric is None:
         metric, mode = candidates[-1].objective, mode or candidates[-1].objective_mode
-    sign = 1.0 if (mode or metric_mode(metric)) == "max" else -1.0
-    best, best_score = None, None
-    for r in candidates:
-        score = r.val_score(metric)
-        if score is None:
-            continue
-        if best_score is None or sign * score >= best_score:
-            best, best_score = r, sign * score
-    return best
+    # latest first: on a tie the latest record wins; a NaN score never does (results.selection)
+    return best_of(reversed(candidates), lambda r: r.val_score(metric), mode or metric_mode(metric))
 
 
 def records_frame(records: list[Record]):

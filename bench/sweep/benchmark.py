@@ -18,6 +18,7 @@ from bench import paths
 from bench.data import create_dataset, get_adapter
 from bench.errors import UserError
 from bench.results.record import Record, config_id
+from bench.results.selection import ranked
 from bench.results.store import append_record, best_record, load_records, provenance
 from bench.sweep import tune_backend
 from bench.sweep.fixed_runs import FixedRun
@@ -44,20 +45,15 @@ def source_search_record(records: list[Record], dataset: str, family: str) -> Re
 def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[tuple[dict, int]]:
     """The ``k`` best distinct configs of a sweep by their best validation score (never test), each
     with the epoch that score was reached at."""
-    scored = []
-    for trial in read_trials(Path(run_path)):
-        best = trial.best(metric, mode)
-        if best is not None:
-            scored.append((best, trial.config, trial.best_epoch(metric, mode)))
-    if not scored:
+    order = ranked(read_trials(Path(run_path)), lambda trial: trial.best(metric, mode), mode)
+    if not order:
         raise UserError(f"the sweep at {str(run_path)!r} has no trial with a {metric} score")
-    scored.sort(key=lambda item: item[0], reverse=mode == "max")
     chosen, seen = [], set()
-    for _, config, epoch in scored:
-        cid = config_id(config)
+    for trial in order:  # the one best-of rule (results.selection): ties keep the searcher's order
+        cid = config_id(trial.config)
         if cid not in seen:
             seen.add(cid)
-            chosen.append((config, epoch))
+            chosen.append((trial.config, trial.best_epoch(metric, mode)))
         if len(chosen) == k:
             break
     return chosen

@@ -189,8 +189,8 @@ def family_and_data(family_name: str, dataset: str) -> tuple[SearchFamily, Datas
 def family_space(family: SearchFamily, dataset: str, space_path: str | None, device: str) -> SearchSpace:
     """``--space`` or the family's own space for the dataset, on the sweep's device."""
     space = load_space(space_path or builtin_space_path(family.name, dataset), device)
-    if space.modality != family.name:
-        raise UserError(f"{space.path!r} is a {space.modality} space, not a {family.name} one")
+    if space.family != family.name:
+        raise UserError(f"{space.path!r} is a {space.family} space, not a {family.name} one")
     return space
 
 

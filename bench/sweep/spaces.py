@@ -16,7 +16,7 @@ from bench.errors import UserError
 from bench.families import family_names, get_family
 from bench.training.config import known_keys
 
-TOP_KEYS = {"schema", "modality", "objective", "budget", "searcher", "scheduler", "fixed",
+TOP_KEYS = {"schema", "family", "modality", "objective", "budget", "searcher", "scheduler", "fixed",
             "params", "extends", "lists", "device"}
 # what a space may change per device kind (``device: {cpu: {...}, gpu: {...}}``), merged like `extends`
 DEVICE_KEYS = {"budget", "scheduler", "fixed", "params", "lists"}
@@ -55,7 +55,7 @@ UNSAMPLED = {"model.init": "none"}
 @dataclass(frozen=True)
 class SearchSpace:
     path: str
-    modality: str
+    family: str  # the search family the space is for (``family:``, or its old spelling ``modality:``)
     metric: str
     mode: str
     samples: int
@@ -261,10 +261,15 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     where = str(path)
     if raw.get("schema") != 1:
         raise UserError(f"{where!r}: field 'schema' must be 1, got {raw.get('schema')!r}")
-    modality = raw.get("modality")  # the search family the space is for
+    # the search family the space is for; ``modality:`` is its old spelling (the shipped files keep
+    # it, so their hashes, and the sweeps recorded under them, stay the same)
+    if "family" in raw and "modality" in raw:
+        raise UserError(f"{where!r}: give the search family once, as 'family' ('modality' is its old spelling)")
+    key = "family" if "family" in raw else "modality"
+    family = raw.get(key)
     families = family_names()
-    if modality not in families:
-        raise UserError(f"{where!r}: field 'modality' must be one of {sorted(families)}, got {modality!r}")
+    if family not in families:
+        raise UserError(f"{where!r}: field {key!r} must be one of {sorted(families)}, got {family!r}")
     sections = {}
     for name, allowed in SUB_KEYS.items():
         section = raw.get(name) or {}
@@ -322,7 +327,7 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     if overlap:
         raise UserError(f"{where!r}: {sorted(overlap)[0]!r} is both fixed and searched")
     space = SearchSpace(
-        path=where, modality=modality, metric=metric, mode=mode, samples=samples,
+        path=where, family=family, metric=metric, mode=mode, samples=samples,
         max_epochs=max_epochs, searcher=searcher, scheduler=scheduler, fixed=dict(fixed),
         params=tuple(params), space_hash="", time_budget=time_budget,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.results.selection import best_of
 from bench.sweep.ddp import ddp_concurrency, fer_ddp_trial
 from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
@@ -355,7 +356,8 @@ def pareto_front(points: list[dict], objectives: list[tuple[str, str]]) -> list[
 
 def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
               extra_objectives: tuple[tuple[str, str], ...] = ()) -> SweepOutcome:
-    """Pick the best trial by its best validation score, copy its best checkpoint to
+    """Pick the best trial by its best validation score (``results.selection.best_of``: ties go to
+    the first trial of the grid, as a benchmark's top-k), copy its best checkpoint to
     ``keep_dir`` (storage may be remote), and count the budget spent."""
     results = list(result_grid)
     config_errors = [f"config error, not retried: {e}" for e in map(_config_error, results) if e]
@@ -367,11 +369,8 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         raise UserError("every trial failed before reporting a validation score"
                         + (f"; first error: {reasons[0]}" if reasons else ""))
 
-    def best_of(r):
-        score = best_row(r.metrics_dataframe, metric, mode)[metric]
-        return score if mode == "max" else -score
-
-    best = max(scored, key=best_of)  # over every epoch of every trial that ran (scope "all")
+    # over every epoch of every trial that ran (scope "all"), by the one best-of rule (results.selection)
+    best = best_of(scored, lambda r: float(best_row(r.metrics_dataframe, metric, mode)[metric]), mode)
     row = best_row(best.metrics_dataframe, metric, mode)
     try:
         checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
