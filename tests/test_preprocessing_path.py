@@ -112,3 +112,45 @@ def test_predict_on_a_voice_clip_gives_the_evaluation_logits(tmp_path, small_voi
         assert len(result["frames"]) == 1  # a 2.5 s clip fits one window of the model's 301 frames
         expected = torch.softmax(logits.double(), 0).numpy()
         np.testing.assert_allclose([result["probs"][c] for c in predictor.class_names], expected, atol=1e-6)
+
+
+def test_predict_needs_no_training_data_the_checkpoint_keeps_the_fitted_voice_statistics(tmp_path, small_voice):
+    """A trial saves its training split's fitted voice transform (statistics and the speaker-
+    normalisation fallback) in its checkpoint; predict reads it there, so moving the training data
+    away changes no probability and predict does not go looking for (or regenerate) that data."""
+    import shutil
+
+    from bench.inference.predict import predict_audio
+    from bench.training.checkpoint import load_checkpoint
+    from bench.training.trainable import run_trial
+
+    folder = tmp_path / "model"
+
+    def keep(metrics, directory):
+        shutil.copytree(directory, folder, dirs_exist_ok=True)
+
+    # 32-frame windows (each synthetic utterance is cut into several) and speaker normalisation
+    config = {"model.name": "sk_logreg", "model.features": "logmel", "model.frames": 32, "model.speaker_norm": True,
+              "data.dataset": "synthetic-voice"}
+    run_trial(config, cache_dir=small_voice, report=keep)
+    state = load_checkpoint(folder)["extra"]["preprocessing"]
+    assert state["mean"] and state["raw_mean"] and state["raw_mean"] != state["mean"]
+    _, _, splits = load_splits("synthetic-voice", 0, None, small_voice)
+    clips = []
+    for i, sample in enumerate(splits["test"][:3]):  # the inputs live outside the training data
+        clips.append(tmp_path / f"clip{i}.wav")
+        shutil.copy(sample.path, clips[-1])
+
+    def probabilities(predictor):
+        return [[w["probs"][c] for w in predict_audio(predictor, clip)["frames"] for c in predictor.class_names]
+                for clip in clips]
+
+    with_data = Predictor(folder, cache_dir=small_voice)
+    want = probabilities(with_data)
+    assert max(len(p) for p in want) > len(with_data.class_names)  # several windows per clip
+    shutil.move(small_voice, tmp_path / "moved-away")
+    without_data = Predictor(folder, cache_dir=small_voice)
+    got = probabilities(without_data)
+    assert got == want
+    assert not small_voice.exists()  # the training data was neither read nor generated again
+    assert not any("not available" in note for note in without_data.notes)

@@ -20,7 +20,7 @@ from .base import DatasetAdapter, Sample, Skipped
 from .prep import audio as audio_prep
 from .prep import video as video_prep
 from .prep.media_cache import Busy, MediaError
-from .tensors import TensorBatch, TensorMediaDataset, speaker_normalise
+from .tensors import TensorBatch, TensorMediaDataset
 from .transforms import eval_transform
 
 
@@ -53,15 +53,13 @@ def _load(samples: list[Sample], load_one, wait_one=None) -> tuple[list, list[Sk
 
 
 class _Part:
-    """One modality's loader: per-sample cached arrays, train statistics, tensors."""
+    """One stream's loader: per-sample cached arrays, and the stream's transform (``transforms``)
+    fitted on the training split."""
 
-    def __init__(self, adapter: DatasetAdapter, spec: InputSpec, cache_dir: Path, image_size: int | None):
-        self.adapter, self.spec, self.cache_dir = adapter, spec, cache_dir
-        self.image_size = image_size or spec.image_size
-        # the transform predict builds too; a face model in an AV pair sees the clip's apex frame
-        self.transform = eval_transform(spec, image_size=self.image_size, cache_dir=cache_dir)
+    def __init__(self, adapter: DatasetAdapter, spec: InputSpec, transform, cache_dir: Path):
+        self.adapter, self.spec, self.cache_dir, self.transform = adapter, spec, cache_dir, transform
         if spec.modality == "voice":
-            self.params, self.frames = self.transform.params, self.transform.frames
+            self.params = transform.params
         else:
             frames = spec.frames or 16
             self.params = video_prep.video_params(frames, getattr(adapter, "prep_size", 112),
@@ -77,28 +75,21 @@ class _Part:
         path, sha = _audio_source(sample)
         return audio_prep.wait_for_features(path, self.cache_dir, self.params, sha)
 
-    def tensors(self, values: list, train_values: list, subjects: list | None = None,
-                train_subjects: list | None = None):
-        if self.spec.modality == "voice" and self.spec.extras.get("speaker_norm"):
-            framewise = self.frames is not None
-            values = speaker_normalise(values, subjects or [None] * len(values), framewise)
-            train_values = speaker_normalise(train_values, train_subjects or [None] * len(train_values), framewise)
-        if self.spec.modality == "face":
+    def tensors(self, values: list, train_values: list, subjects: list, train_subjects: list):
+        if self.spec.modality == "face":  # a face model in an AV pair sees the clip's apex frame
             return self.transform(np.stack([v["apex"] for v in values]))
-        return self.transform.fit(train_values)(values)
+        return self.transform.fit(train_values, train_subjects)(values, subjects)
 
 
 def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]], split: str,
                          input_spec: InputSpec, *, cache_dir: Path, image_size: int | None = None,
                          augment: bool = False, seed: int = 0) -> TensorMediaDataset:
+    # the transform predict builds too (an AV model's holds one per stream)
+    transform = eval_transform(input_spec, image_size=image_size, cache_dir=cache_dir)
     if adapter.modality == "av":
-        extras = input_spec.extras
-        if "visual" not in extras or "voice" not in extras:
-            raise UserError("an av model's input_spec.extras must hold 'visual' and 'voice' spec dicts")
-        parts = {"visual": _Part(adapter, InputSpec.from_dict(extras["visual"]), cache_dir, image_size),
-                 "voice": _Part(adapter, InputSpec.from_dict(extras["voice"]), cache_dir, None)}
+        parts = {role: _Part(adapter, spec, part, cache_dir) for role, (spec, part) in transform.parts().items()}
     else:
-        parts = {None: _Part(adapter, input_spec, cache_dir, image_size)}
+        parts = {None: _Part(adapter, input_spec, transform, cache_dir)}
     samples, train = splits[split], splits["train"]
     loaded, train_loaded, skipped = {}, {}, []
     for key, part in parts.items():
@@ -126,4 +117,5 @@ def create_media_dataset(adapter: DatasetAdapter, splits: dict[str, list[Sample]
     dataset = TensorMediaDataset(x, [s.label for s in kept], adapter.class_names, [s.subject for s in kept],
                                  augment=augment and split == "train", seed=seed, flip_keys=flip)
     dataset.skipped = skipped
+    dataset.preprocessing = transform  # fitted on the training split: what a checkpoint keeps
     return dataset

@@ -23,7 +23,7 @@ from bench.data.prep import audio as audio_prep
 from bench.data.prep.faces import FaceAligner, FaceAlignSettings, active_settings, landmark_distances, warp_to_template
 from bench.data.prep.media_cache import MediaError
 from bench.data.prep.video import rgb_converter
-from bench.data.transforms import VoiceTransform, eval_transform, voice_request
+from bench.data.transforms import VoiceTransform, eval_transform, voice_request, voice_window_starts
 from bench.errors import UserError
 from fer_models import InputSpec
 
@@ -176,11 +176,19 @@ class Predictor:
         else:
             raise UserError(f"{self.name} is a {self.kind} model; predict supports face, voice and audio-visual "
                             f"(face + voice) models")
-        # the transforms training and evaluation applied (bench.data.transforms.eval_transform)
-        self.face_transform = eval_transform(self.visual_spec, image_size=cfg.data.image_size) \
-            if self.visual_spec is not None else None
+        # the transform training and evaluation applied (bench.data.transforms.eval_transform), with
+        # the statistics it was fitted with on the training split, kept in the checkpoint
+        transform = eval_transform(self.spec, image_size=cfg.data.image_size, cache_dir=self.cache_dir)
+        self.fitted = bool(state["extra"].get("preprocessing"))
+        if self.fitted:
+            transform.load_state_dict(state["extra"]["preprocessing"])
+        parts = transform.parts() if self.kind == "av" else {self.kind: (self.spec, transform)}
+        self.face_transform = parts["visual" if self.kind == "av" else "face"][1] if self.visual_spec else None
+        self._voice_transform: VoiceTransform | None = parts["voice"][1] if self.voice_spec else None
+        if self.voice_spec is not None and self.voice_spec.extras.get("speaker_norm"):
+            self.notes.append("the model was trained on speaker-normalised features; a single input has no "
+                              "speaker statistics, so it is standardised with the training split's statistics")
         self._aligner: FaceAligner | None = None
-        self._voice_transform: VoiceTransform | None = None
 
     # -- faces --
 
@@ -230,45 +238,38 @@ class Predictor:
         return audio_prep.features_from_wave(wave, params)
 
     def voice_transform(self, features: np.ndarray) -> VoiceTransform:
-        """The training data's voice transform, standardising with the training split's statistics
-        (what the model was trained on), read through the prep cache; when that data is not here,
-        with this input's own statistics, with a note. A model trained with speaker normalisation
-        gets the training statistics of the raw features: one new file has no speaker statistics of
-        its own (noted)."""
-        if self._voice_transform is None:
-            from bench.data import load_splits
-
-            transform = eval_transform(self.voice_spec, cache_dir=self.cache_dir)
-            params = transform.params
-            if self.voice_spec.extras.get("speaker_norm"):
-                self.notes.append("the model was trained on speaker-normalised features; a single input has no "
-                                  "speaker statistics, so it is standardised with the training split's statistics")
-            try:
-                _, _, splits = load_splits(self.cfg.data.dataset, self.cfg.data.fold, self.data_root, self.cache_dir)
-                train = [audio_prep.cached_features(Path(s.meta.get("audio", s.path)), self.cache_dir, params,
-                                                    s.meta.get("audio_sha256" if "audio" in s.meta else "sha256"))
-                         for s in splits["train"]]
-                self._voice_transform = transform.fit(train)
-            except (UserError, MediaError, OSError) as exc:
-                self.notes.append(f"the training data of {self.cfg.data.dataset!r} is not available ({exc}); voice "
-                                  f"features are standardised with each input's own statistics instead")
-                if transform.per_file:
-                    transform.mean = np.zeros_like(features, dtype=np.float32)
-                    transform.std = np.ones_like(features, dtype=np.float32)
-                    return transform
-                return transform.fit([features])
+        """The training data's voice transform with the statistics it was fitted with, from the
+        checkpoint. A checkpoint written before they were kept there fits them again on the
+        training split, read through the prep cache; when that data is not here, on this input's
+        own statistics, with a note."""
+        if not self.fitted:
+            self.fitted = True
+            self._voice_transform = self._refit_voice(self._voice_transform, features)
         return self._voice_transform
 
+    def _refit_voice(self, transform: VoiceTransform, features: np.ndarray) -> VoiceTransform:
+        from bench.data import load_splits
+
+        try:
+            _, _, splits = load_splits(self.cfg.data.dataset, self.cfg.data.fold, self.data_root, self.cache_dir)
+            train = [audio_prep.cached_features(Path(s.meta.get("audio", s.path)), self.cache_dir, transform.params,
+                                                s.meta.get("audio_sha256" if "audio" in s.meta else "sha256"))
+                     for s in splits["train"]]
+            return transform.fit(train, [s.subject for s in splits["train"]])
+        except (UserError, MediaError, OSError) as exc:
+            self.notes.append(f"the training data of {self.cfg.data.dataset!r} is not available ({exc}); voice "
+                              f"features are standardised with each input's own statistics instead")
+            if transform.per_file:
+                zeros, ones = np.zeros_like(features, dtype=np.float32), np.ones_like(features, dtype=np.float32)
+                transform.mean, transform.std, transform.raw_mean, transform.raw_std = zeros, ones, zeros, ones
+                return transform
+            return transform.fit([features])
+
     def voice_windows(self, features: np.ndarray, starts: list[int]) -> torch.Tensor:
-        transform = self.voice_transform(features)
-        if transform.per_file:  # one vector per file: every "window" is the whole input
-            return transform([features] * len(starts))
-        return transform([features[:, s:s + transform.frames] for s in starts])
+        return self.voice_transform(features).windows([features], [starts])
 
     def window_starts(self, length: int) -> list[int]:
-        """Windows of the model's frame count, half-overlapping, the last one flush with the end."""
-        from bench.training.classic_trial import voice_window_starts  # the same cut tunes the clip threshold
-
+        """Where an utterance is cut (the same cut tunes the clip threshold on validation)."""
         frames = self.voice_request()[1]
         return [0] if frames is None else voice_window_starts(length, frames)
 

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.data import create_dataset, load_splits
+from bench.data.transforms import fitted_state, voice_window_starts  # noqa: F401  (voice_window_starts: also here)
 from bench.errors import UserError
 from bench.training.checkpoint import save_checkpoint, save_estimator
 from bench.training.config import TrialConfig
@@ -103,8 +104,9 @@ def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report
     train = evaluate(model, train_loader, task)
     val = evaluate(model, val_loader, task)
     extra = {"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}}
-    clips = validation_clips(cfg, Path(cache_dir), data_root, val_loader, model.input_spec)
+    clips = validation_clips(cfg, Path(cache_dir), data_root, val_loader, model.input_spec, train_set)
     extra.update(clips.tune(model) if clips is not None else {})
+    extra["preprocessing"] = fitted_state(train_set)  # predict reads it: no dataset needed there
     metrics = {
         "epoch": 1,
         "train/loss": train["loss"],
@@ -191,15 +193,6 @@ def tune_clip_threshold(probs: np.ndarray, labels: np.ndarray, clip_ids: list[st
     return best[1], best[0]
 
 
-def voice_window_starts(length: int, frames: int) -> list[int]:
-    """Windows of ``frames`` frames, half-overlapping, the last one flush with the end: how
-    ``predict`` cuts an utterance (and how validation utterances are cut to tune its threshold)."""
-    if length <= frames:
-        return [0]
-    starts = list(range(0, length - frames + 1, max(frames // 2, 1)))
-    return starts + ([length - frames] if starts[-1] != length - frames else [])
-
-
 class ValidationClips:
     """Validation parts (frames of a clip, or windows of an utterance) and the clip each belongs to."""
 
@@ -213,64 +206,44 @@ class ValidationClips:
         return {"clip_threshold": threshold, "val_clip_uar": uar}
 
 
-def _voice_windows(cfg: TrialConfig, cache_dir: Path, data_root: str | None, spec) -> ValidationClips | None:
-    """The validation utterances cut into windows as ``predict`` cuts them, standardised as in
-    training (train-split statistics, after speaker normalisation when the spec asks for it); None
-    when the model reads one vector per file or no utterance is longer than one window."""
+def _voice_windows(cfg: TrialConfig, cache_dir: Path, data_root: str | None, transform) -> ValidationClips | None:
+    """The validation utterances cut into windows as ``predict`` cuts them, by the training data's
+    fitted transform (``transform``: speaker normalisation, then the training split's statistics);
+    None when the model reads one vector per file or no utterance is longer than one window."""
     from torch.utils.data import TensorDataset
 
     from bench.data.prep import audio as audio_prep
     from bench.data.prep.media_cache import MediaError
-    from bench.data.tensors import feature_stats, speaker_normalise, voice_to_tensor
-    from bench.data.transforms import voice_request
 
-    params, frames, channel_dim = voice_request(spec, cache_dir)
-    if frames is None:
+    if transform is None or transform.per_file:
         return None
     _, _, splits = load_splits(cfg.data.dataset, cfg.data.fold, data_root or cfg.data.data_root, cache_dir)
-
-    def features(samples):
-        kept = []
-        for s in samples:
-            audio = "audio" in s.meta
-            path = Path(s.meta["audio"] if audio else s.path)
-            try:
-                kept.append((s, audio_prep.cached_features(path, cache_dir, params,
-                                                           s.meta.get("audio_sha256" if audio else "sha256"))))
-            except MediaError:
-                continue  # the dataset skipped (and reported) it too
-        return kept
-
-    val = features(splits["val"])
-    lengths = [f.shape[1] for _, f in val]
-    if not val or max(lengths) <= frames:
+    val = []
+    for s in splits["val"]:
+        audio = "audio" in s.meta
+        path = Path(s.meta["audio"] if audio else s.path)
+        try:
+            val.append((s, audio_prep.cached_features(path, cache_dir, transform.params,
+                                                      s.meta.get("audio_sha256" if audio else "sha256"))))
+        except MediaError:
+            continue  # the dataset skipped (and reported) it too
+    if not val or max(f.shape[1] for _, f in val) <= transform.frames:
         return None
-    train = features(splits["train"])
-    train_values, val_values = [f for _, f in train], [f for _, f in val]
-    if spec.extras.get("speaker_norm"):
-        train_values = speaker_normalise(train_values, [s.subject for s, _ in train], True)
-        val_values = speaker_normalise(val_values, [s.subject for s, _ in val], True)
-    mean, std = feature_stats(train_values)
-    silence = audio_prep.silence_column(params["kind"], params["n_bins"], params["n_mels"]) \
-        if params["kind"] in ("logmel", "mfcc") else mean
-    windows, clip_ids, labels = [], [], []
-    for i, ((sample, _), f) in enumerate(zip(val, val_values)):
-        for start in voice_window_starts(f.shape[1], frames):
-            windows.append(f[:, start:start + frames])
-            clip_ids.append(i)
-            labels.append(sample.label)
-    x = voice_to_tensor(windows, frames, silence, mean, std, channel_dim)
+    starts = [transform.window_starts(f.shape[1]) for _, f in val]
+    x = transform.windows([f for _, f in val], starts, [s.subject for s, _ in val])
+    clip_ids = [i for i, at in enumerate(starts) for _ in at]
+    labels = [sample.label for (sample, _), at in zip(val, starts) for _ in at]
     return ValidationClips(_loader(TensorDataset(x, torch.tensor(labels))), clip_ids)
 
 
 def validation_clips(cfg: TrialConfig, cache_dir: Path, data_root: str | None, val_loader,
-                     spec) -> ValidationClips | None:
+                     spec, train_set=None) -> ValidationClips | None:
     """What a clip threshold is tuned on, or None: validation samples sharing a ``clip_id`` (CK+'s
     frames of a sequence), else, for a voice model on frames, the windows ``predict`` would cut
-    from each validation utterance."""
+    from each validation utterance (by ``train_set``'s fitted transform)."""
     ids = val_clip_ids(cfg, cache_dir, data_root, val_loader.dataset)
     if ids is not None:
         return ValidationClips(val_loader, ids)
     if spec.modality == "voice":
-        return _voice_windows(cfg, cache_dir, data_root, spec)
+        return _voice_windows(cfg, cache_dir, data_root, getattr(train_set, "preprocessing", None))
     return None

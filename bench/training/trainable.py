@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from bench.data import create_dataset
+from bench.data.transforms import fitted_state
 from bench.families import family_of_model
 from bench.training.build import build_model, num_classes  # noqa: F401  (build_model: also trainable's)
 from bench.training.checkpoint import save_checkpoint, save_estimator
@@ -267,7 +268,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         return classic_trial.run_classic_trial(cfg, config, cache_dir=Path(cache_dir), report=report,
                                                data_root=data_root)
     parts = build_parts(cfg, Path(cache_dir), data_root)
-    clips = classic_trial.validation_clips(cfg, Path(cache_dir), data_root, parts.val_loader, parts.model.input_spec)
+    clips = classic_trial.validation_clips(cfg, Path(cache_dir), data_root, parts.val_loader, parts.model.input_spec,
+                                           parts.train_loader.dataset)
     start_epoch = 0
     if resume_state is not None:
         # with EMA, "model" holds the averaged weights and "train_model" the ones being trained
@@ -289,6 +291,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     family = family_of_model(cfg.model.name)  # its extra validation metrics (MIC: identity leakage)
     epoch_metrics = family.epoch_metrics if family is not None else None
     latency = None  # measured once: it does not change with training
+    # the training split's fitted transform (voice statistics, motion scales): predict reads it
+    preprocessing = fitted_state(parts.train_loader.dataset)
     for epoch in range(start_epoch, last_epoch(cfg)):
         t0 = time.perf_counter()
         # Shuffling and augmentation are seeded per epoch, so a resumed trial replays exactly
@@ -347,7 +351,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             save_checkpoint(tmp, model=scored_bare, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, epoch=epoch, config=config,
                             train_model=bare_model if parts.ema is not None else None,
-                            extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}, **clip})
+                            extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}, **clip,
+                                   "preprocessing": preprocessing})
             if svm is not None:
                 save_estimator(tmp, svm)
             report(metrics, Path(tmp))
