@@ -107,7 +107,7 @@ def test_builtin_spaces_and_dataset_override_load():
     assert builtin_space_path("face", "raf").name == "raf.yaml"
     assert builtin_space_path("face", "my-faces").name == "face.yaml"  # no space of its own: the zoo
     face = load_space(builtin_space_path("face"))
-    assert face.modality == "face" and face.metric == "val/uar"
+    assert face.family == "face" and face.metric == "val/uar"
     synthetic = load_space(builtin_space_path("face", "synthetic"))
     assert synthetic.fixed["data.image_size"] == 48 and synthetic.samples < face.samples
 

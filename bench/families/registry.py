@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 
-DEFAULT_FAMILY = "face"  # what `fer-bench benchmark` reads when no --modality is given
+DEFAULT_FAMILY = "face"  # what `fer-bench benchmark` reads when no --family is given
 PLUGINS_ENV = "FER_BENCH_PLUGINS"
 ENTRY_POINT_GROUP = "fer_bench.families"
 
