@@ -27,6 +27,7 @@ import torch
 from .base import FerModel
 from .registry import register_model
 from .spec import InputSpec
+from .voice_features import kind_of
 
 KERNELS = ("linear", "rbf")
 CLASSIC_MODELS = ("sk_svm", "sk_logreg", "sk_mlp")
@@ -171,7 +172,7 @@ def input_spec_for(features: str, **options) -> InputSpec:
 
 def pool(x: torch.Tensor, spec: InputSpec, layer: int | None = None) -> torch.Tensor:
     """One vector per sample (see the module docstring)."""
-    if spec.extras.get("features") == "ssl":  # B x layers x dim: time is already pooled
+    if kind_of(spec).layers:  # B x layers x dim (speech-encoder layers): time is already pooled
         return x[:, layer] if layer is not None else x.mean(dim=1)
     if x.ndim == 4:  # B x 1 x bins x frames (log-mel)
         x = x.flatten(1, 2)
@@ -198,7 +199,7 @@ class ClassicHead(FerModel):
         self.hyper = hyper
         self.input_spec = input_spec_for(features, frames=frames, n_bins=n_bins, weights=weights,
                                          feature_set=feature_set, speaker_norm=speaker_norm)
-        if layer is not None and self.input_spec.extras.get("features") == "ssl":
+        if layer is not None and kind_of(self.input_spec).layers:
             depth = self.input_spec.input_size[0]
             if not -depth <= int(layer) < depth:
                 raise ModelConfigError(f"model.layer must be in [0, {depth - 1}] for {features}, got {layer!r}")

@@ -139,12 +139,12 @@ class VoiceHead(_Classifier):
                  n_bins: int | None = None, weights: str | None = None, feature_set: str | None = None,
                  speaker_norm: bool = False):
         super().__init__()
-        from .voice_features import feature_spec
+        from .voice_features import feature_spec, kind_of
 
         self.input_spec = feature_spec(features, frames=frames, n_bins=n_bins, weights=weights,
                                        feature_set=feature_set, speaker_norm=speaker_norm)
-        size, extras = self.input_spec.input_size, self.input_spec.extras
-        self.kind = "layers" if extras["features"] == "ssl" else ("frames" if len(size) >= 2 else "vector")
+        size = self.input_spec.input_size
+        self.kind = "layers" if kind_of(self.input_spec).layers else ("frames" if len(size) >= 2 else "vector")
         self.layer = None
         if self.kind == "layers":
             if layer is not None:

@@ -256,3 +256,79 @@ def test_audio_too_short_for_opensmile_is_skipped_counted_and_named(tess, tmp_pa
     assert [Path(s.path).name for s in skipped] == [short.name]
     assert "too short" in skipped[0].reason
     assert sum(len(d) for d in splits.values()) == 70  # every other file is there
+
+
+TOY_KIND = '''
+"""A toy voice representation: per-frame loudness and zero-crossing rate, 2 x frames."""
+import numpy as np
+
+from fer_models.spec import InputSpec
+from fer_models.voice_features import SAMPLE_RATE, VoiceFeatureKind, register_voice_kind
+
+
+@register_voice_kind
+class LoudnessZcr(VoiceFeatureKind):
+    word = "toy_loudness"
+
+    def spec(self, name, *, frames, n_bins, weights, feature_set, extras, common):
+        return InputSpec("voice", (2, frames), extras=extras, **common)
+
+    def params(self, sample_rate=SAMPLE_RATE, **_):
+        return {"kind": self.word, "sample_rate": sample_rate, "hop": 160, "max_seconds": 8.0, "v": 1}
+
+    def request(self, spec, sample_rate, digest):
+        return self.params(sample_rate), spec.input_size[-1], False
+
+    def compute(self, wave, params):
+        hop = params["hop"]
+        frames = np.lib.stride_tricks.sliding_window_view(np.pad(wave, (0, hop)), hop)[::hop]
+        loud = np.log(np.sqrt((frames ** 2).mean(1)) + 1e-6)
+        zcr = (np.diff(np.sign(frames), axis=1) != 0).mean(1)
+        return np.stack([loud, zcr]).astype(np.float32)
+'''
+
+TOY_SPACE = """
+schema: 1
+family: voice
+budget: {samples: 1, max_epochs: 1}
+fixed: {model.name: sk_logreg, model.features: toy_loudness, model.frames: 64}
+params:
+  model.C: {float: [0.1, 10.0], log: true}
+"""
+
+
+@pytest.mark.ray
+def test_a_toy_voice_representation_from_a_plugin_module_runs_a_sweep(tmp_path, cache_dir, monkeypatch):
+    """A new kind of voice feature is one module (registering one class) and a space naming it."""
+    import json
+    import os
+    import sys
+
+    from bench.cli import main
+    from fer_models import voice_features
+
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "toy_voice_kind.py").write_text(TOY_KIND)
+    (tmp_path / "toy.yaml").write_text(TOY_SPACE)
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv(voice_features.PLUGINS_ENV, "toy_voice_kind")
+    results = tmp_path / "results"
+    try:
+        code = main(["search", "voice", "--dataset", "synthetic-voice", "--space", str(tmp_path / "toy.yaml"),
+                     "--name", "toy-voice", "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"])
+        assert code == 0
+        record = json.loads((results / "records.jsonl").read_text().splitlines()[-1])
+        assert record["model"] == "sk_logreg" and record["config"]["model.features"] == "toy_loudness"
+        assert record["budget"]["errored"] == 0 and 0 <= record["test"]["uar"] <= 1
+        spec = feature_spec("toy_loudness", frames=64)
+        assert spec.input_size == (2, 64) and voice_features.spec_name(spec) == "toy_loudness"
+    finally:  # the registries are process-wide: leave them as the other tests expect them
+        voice_features.KINDS.pop("toy_loudness", None)
+        voice_features.FEATURE_NAMES.pop("toy_loudness", None)
+        voice_features._plugins_loaded.discard("toy_voice_kind")
+        from bench.families import registry
+
+        registry._loaded.discard("toy_voice_kind")
+        sys.modules.pop("toy_voice_kind", None)

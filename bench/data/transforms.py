@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fer_models import InputSpec
+from fer_models.voice_features import kind_of
 
 from ..errors import UserError
 from .prep import audio as audio_prep
@@ -36,26 +37,12 @@ from .tensors import (
 
 def voice_request(spec: InputSpec, cache_dir: Path | None = None) -> tuple[dict, int | None, bool]:
     """(feature params, frames or None for one vector/matrix per utterance, whether a channel dim
-    is added) for a voice spec (see ``fer_models.voice_features``)."""
-    kind = spec.extras.get("features", "logmel")
-    sr = spec.sample_rate or audio_prep.SAMPLE_RATE
-    if kind == "logmel":
-        n_bins, frames = spec.input_size[-2], spec.input_size[-1]
-        return audio_prep.feature_params("logmel", n_bins, n_bins, sr), frames, True
-    if kind == "mfcc":
-        n_bins, frames = spec.input_size[0], spec.input_size[-1]
-        return audio_prep.feature_params("mfcc", n_bins, spec.n_mels or 64, sr), frames, False
-    if kind == "opensmile":
-        level = spec.extras.get("level", "functionals")
-        params = audio_prep.feature_params("opensmile", sample_rate=sr, feature_set=spec.extras.get("feature_set"),
-                                           level=level)
-        return params, (spec.input_size[-1] if level == "lld" else None), False
-    if kind == "ssl":
-        params = audio_prep.feature_params("ssl", sample_rate=sr, encoder=spec.extras.get("encoder"),
-                                           weights=spec.extras.get("weights"), cache_dir=cache_dir)
-        return params, None, False
-    raise UserError(f"voice input_spec.extras['features'] must be 'logmel', 'mfcc', 'opensmile' or 'ssl', "
-                    f"got {kind!r}")
+    is added) for a voice spec: its kind's (``fer_models.voice_features``)."""
+    try:
+        kind = kind_of(spec)
+        return kind.request(spec, spec.sample_rate or audio_prep.SAMPLE_RATE, audio_prep.file_digest(cache_dir))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 class FaceTransform:
@@ -129,8 +116,9 @@ class VoiceTransform:
     def silence(self, mean: np.ndarray | None = None) -> np.ndarray:
         """The column short inputs are padded with: silence for spectra, the train mean for LLDs
         (0 once standardised)."""
-        if self.params["kind"] in ("logmel", "mfcc"):
-            return audio_prep.silence_column(self.params["kind"], self.params["n_bins"], self.params["n_mels"])
+        column = kind_of(self.spec).silence(self.params)
+        if column is not None:
+            return column
         return self.mean if mean is None else mean
 
     def __call__(self, values: list[np.ndarray], speakers: list | None = None) -> torch.Tensor:

@@ -170,20 +170,16 @@ def _landmarks_need_detected_faces(key, value, ctx: Context) -> str | None:
 
 
 @register_check(keys=["model.features"])
-def _encoder_weights_here(key, value, ctx: Context) -> str | None:
-    """A speech encoder whose weights are not on this machine leaves the space (never downloaded)."""
-    from fer_models.voice_features import SSL_ENCODERS, find_weights, weights_env
+def _voice_features_here(key, value, ctx: Context) -> str | None:
+    """A voice representation that cannot run on this machine (a speech encoder whose weights are
+    not here: never downloaded) leaves the space; its kind says why."""
+    from fer_models.voice_features import voice_kind
 
-    if value not in SSL_ENCODERS:
-        return None
     try:
-        path = find_weights(str(value), ctx.fixed.get("model.weights"))
-    except ValueError as exc:
-        return str(exc)
-    if path is None:
-        return f"no local weights: {SSL_ENCODERS[value]['file']} not in the torch hub checkpoints, " \
-               f"${weights_env(str(value))} unset"
-    return None
+        kind = voice_kind(str(value))
+    except ValueError:
+        return None  # not a voice representation: the build probe reports it
+    return kind.unavailable(str(value), ctx.fixed.get("model.weights"))
 
 
 _PROBES: dict[str, str | None] = {}

@@ -1,4 +1,6 @@
-"""Audio preprocessing: decode, resample, crop/pad, and every voice representation.
+"""Audio preprocessing: decode, resample, crop/pad, and the per-file cache of every voice
+representation. What each representation is, and its code, is its kind's
+(``fer_models.voice_features.VoiceFeatureKind``); the built-in ones:
 
 - log-mel / MFCC through ``torchaudio.transforms.MelSpectrogram`` (Slaney mel scale, as librosa)
   and a DCT-II of the log-mel. The log is absolute (log of mel power + 1e-6), not relative to
@@ -18,21 +20,32 @@ Everything is cached per file, keyed by the representation and all of its parame
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from fer_models.voice_features import (  # noqa: F401  (the representations' code, also this module's names)
+    HOP,
+    LOG_FLOOR,
+    MAX_SECONDS,
+    N_FFT,
+    OPENSMILE_MAX_SECONDS,
+    SSL_CHUNK_SECONDS,
+    SSL_MAX_SECONDS,
+    FeatureError,
+    log_mel,
+    mfcc,
+    opensmile_features,
+    silence_column,
+    ssl_layer_means,
+    voice_kind,
+)
 
 from ...errors import UserError
 from ..base import file_hash
 from .media_cache import WORK, MediaError, cached_entry, file_info, params_tag, wait_for_entry
 
 SAMPLE_RATE = 16000
-N_FFT = 400  # 25 ms at 16 kHz
-HOP = 160  # 10 ms
-LOG_FLOOR = 1e-6
-MAX_SECONDS = 8.0  # longer utterances are centre-cropped before caching (bounds memory)
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -105,168 +118,38 @@ def fix_length(wave: np.ndarray, length: int) -> np.ndarray:
     return np.pad(wave, (left, length - n - left))
 
 
-@lru_cache(maxsize=8)
-def _mel_transform(sample_rate: int, n_fft: int, hop_length: int, n_mels: int, fmin: float, fmax: float):
-    import torchaudio
-
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate, n_fft=n_fft, hop_length=hop_length, f_min=fmin, f_max=fmax, n_mels=n_mels, power=2.0,
-        norm="slaney", mel_scale="slaney", center=True, pad_mode="reflect")
-
-
-def log_mel(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, n_mels: int = 64, n_fft: int = N_FFT,
-            hop_length: int = HOP, fmin: float = 20.0, fmax: float | None = None) -> np.ndarray:
-    """(n_mels, frames) float32 log mel power; frames = 1 + len(wave) // hop_length (centred)."""
-    wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-    if len(wave) <= n_fft // 2:  # reflect padding needs more samples than half a window
-        wave = torch.nn.functional.pad(wave, (0, n_fft // 2 + 1 - len(wave)))
-    with torch.inference_mode():
-        mel = _mel_transform(sample_rate, n_fft, hop_length, n_mels, fmin, fmax or sample_rate / 2)(wave)
-    return torch.log(mel + LOG_FLOOR).numpy().astype(np.float32)
-
-
-def mfcc(wave: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 40, n_mels: int = 64,
-         log_mel_spec: np.ndarray | None = None, **mel_kwargs) -> np.ndarray:
-    """(n_mfcc, frames): orthonormal DCT-II of the log-mel (torchaudio's MFCC with ``log_mels``)."""
-    import torchaudio
-
-    spec = log_mel_spec if log_mel_spec is not None else log_mel(wave, sample_rate, n_mels, **mel_kwargs)
-    dct = torchaudio.functional.create_dct(n_mfcc, spec.shape[0], norm="ortho")  # n_mels x n_mfcc
-    return (torch.from_numpy(np.ascontiguousarray(spec)).T @ dct).T.numpy().astype(np.float32)
-
-
-def silence_column(kind: str, n_bins: int, n_mels: int = 64, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """The feature column of digital silence: what zero-padding the audio would produce."""
-    spec = np.full((n_mels, 1), np.log(LOG_FLOOR), dtype=np.float32)
-    return spec[:, 0] if kind == "logmel" else mfcc(log_mel_spec=spec, n_mfcc=n_bins)[:, 0]
-
-
-OPENSMILE_MAX_SECONDS = 60.0  # functionals summarise the whole utterance, up to this
-SSL_CHUNK_SECONDS = 10.0
-SSL_MAX_SECONDS = 60.0
-
-
 def feature_params(kind: str = "logmel", n_bins: int = 64, n_mels: int = 64, sample_rate: int = SAMPLE_RATE, *,
                    feature_set: str | None = None, level: str = "functionals", encoder: str | None = None,
                    weights: str | Path | None = None, cache_dir: Path | None = None) -> dict:
-    """Everything that determines one representation's arrays; the cache key hashes all of it
-    except ``weights`` (the path: the file's SHA-256 is in the key instead)."""
-    common = {"kind": kind, "sample_rate": sample_rate}
-    if kind in ("logmel", "mfcc"):
-        return {**common, "n_bins": n_bins, "n_mels": n_mels if kind == "mfcc" else n_bins,
-                "n_fft": N_FFT, "hop": HOP, "max_seconds": MAX_SECONDS, "v": 2}
-    if kind == "opensmile":
-        import opensmile
+    """Everything that determines one representation's arrays (its kind's ``params``); the cache
+    key hashes all of it except ``weights`` (the path: the file's SHA-256 is in the key instead)."""
+    try:
+        return voice_kind(kind).params(n_bins=n_bins, n_mels=n_mels, sample_rate=sample_rate,
+                                       feature_set=feature_set, level=level, encoder=encoder, weights=weights,
+                                       digest=file_digest(cache_dir))
+    except FeatureError:
+        raise
+    except ValueError as exc:
+        raise UserError(f"voice features: {exc}" if kind == "opensmile" else str(exc)) from None
 
-        from fer_models.voice_features import check_feature_set
 
-        try:
-            check_feature_set(feature_set)
-        except ValueError as exc:
-            raise UserError(f"voice features: {exc}") from None
-        return {**common, "feature_set": feature_set, "level": level, "opensmile": opensmile.__version__,
-                "max_seconds": OPENSMILE_MAX_SECONDS if level == "functionals" else MAX_SECONDS,
-                "n_fft": N_FFT, "hop": HOP, "v": 1}
-    if kind == "ssl":
-        from fer_models.voice_features import find_weights, missing_weights_message
-
-        try:
-            path = find_weights(encoder, weights)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        if path is None:
-            raise UserError(missing_weights_message(encoder))
-        sha = file_info(path, cache_dir)["sha256"] if cache_dir else file_hash(path)
-        return {**common, "encoder": encoder, "weights_sha256": sha, "weights": str(path),
-                "chunk_seconds": SSL_CHUNK_SECONDS, "max_seconds": SSL_MAX_SECONDS, "v": 1}
-    raise ValueError(f"voice features must be 'logmel', 'mfcc', 'opensmile' or 'ssl', got {kind!r}")
+def file_digest(cache_dir: Path | None):
+    """A file's SHA-256, through the cache's record of it when there is a cache."""
+    return (lambda path: file_info(path, cache_dir)["sha256"]) if cache_dir else file_hash
 
 
 def cache_tag(params: dict) -> str:
     return params_tag("audio", {k: v for k, v in params.items() if k != "weights"})
 
 
-@lru_cache(maxsize=8)
-def _smile(feature_set: str, level: str):
-    import opensmile
-
-    return opensmile.Smile(feature_set=feature_set,
-                           feature_level="Functionals" if level == "functionals" else "LowLevelDescriptors")
-
-
-def opensmile_features(wave: np.ndarray, sample_rate: int, feature_set: str, level: str) -> np.ndarray:
-    """(D,) functionals or (D, frames) low-level descriptors of the signal."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Segment too short, filling with NaN": caught below
-        values = _smile(feature_set, level).process_signal(wave, sample_rate).to_numpy(np.float32)
-    if values.size == 0 or not np.isfinite(values).all():
-        raise MediaError(f"openSMILE {feature_set} {level}: the audio is too short "
-                         f"({len(wave) / sample_rate:.2f} s) to describe")
-    return values[0] if level == "functionals" else np.ascontiguousarray(values.T)
-
-
-@lru_cache(maxsize=2)
-def _encoder(encoder: str, path: str, mtime_ns: int):
-    """The frozen torchaudio model for these weights, in eval mode, and whether the bundle
-    layer-normalises the waveform first."""
-    import torchaudio
-
-    from fer_models.voice_features import SSL_ENCODERS, read_weights
-
-    try:
-        state, arch, model_type = read_weights(Path(path))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    bundle = getattr(torchaudio.pipelines, SSL_ENCODERS[encoder]["bundle"])
-    arch, model_type = arch or bundle._params, model_type or bundle._model_type
-    factory = torchaudio.models.wavlm_model if model_type == "WavLM" else torchaudio.models.wav2vec2_model
-    model = factory(**arch)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UserError(f"encoder weights {path!r} do not fit torchaudio's {bundle._path} architecture "
-                        f"({str(exc).splitlines()[0][:100]}...); use the file torchaudio's "
-                        f"{SSL_ENCODERS[encoder]['bundle']} bundle downloads") from None
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval(), bool(bundle._normalize_waveform)
-
-
-def ssl_layer_means(wave: np.ndarray, params: dict) -> np.ndarray:
-    """(L, D): each hidden layer's output averaged over time (layer 0: the transformer's input)."""
-    path = Path(params["weights"])
-    model, normalize = _encoder(params["encoder"], str(path), path.stat().st_mtime_ns)
-    chunk = int(params["chunk_seconds"] * params["sample_rate"])
-    pieces = np.array_split(wave, max(1, -(-len(wave) // chunk)))
-    total, count = None, 0
-    with torch.inference_mode():
-        for piece in pieces:
-            x = torch.from_numpy(np.ascontiguousarray(piece, dtype=np.float32))[None]
-            if x.shape[1] < 400:  # the conv front end's receptive field (25 ms)
-                x = torch.nn.functional.pad(x, (0, 400 - x.shape[1]))
-            if normalize:
-                x = torch.nn.functional.layer_norm(x, x.shape)
-            feats, _ = model.feature_extractor(x, None)
-            h, _ = model.encoder._preprocess(feats, None)
-            transformer = model.encoder.transformer
-            hidden = [transformer._preprocess(h), *transformer.get_intermediate_outputs(h)]
-            means = torch.stack([t[0].mean(0) for t in hidden]) * feats.shape[1]
-            total = means if total is None else total + means
-            count += feats.shape[1]
-    return (total / count).numpy().astype(np.float32)
-
-
 def features_from_wave(wave: np.ndarray, params: dict) -> np.ndarray:
-    """The representation ``params`` describes, of a decoded 16 kHz wave."""
-    kind, sr = params["kind"], params["sample_rate"]
-    if kind in ("logmel", "mfcc"):
-        spec = log_mel(wave, sr, params["n_mels"], params["n_fft"], params["hop"])
-        return spec if kind == "logmel" else mfcc(log_mel_spec=spec, n_mfcc=params["n_bins"])
-    if kind == "opensmile":
-        return opensmile_features(wave, sr, params["feature_set"], params["level"])
-    return ssl_layer_means(wave, params)
+    """The representation ``params`` describes, of a decoded 16 kHz wave (its kind computes it)."""
+    try:
+        return voice_kind(params["kind"]).compute(wave, params)
+    except FeatureError as exc:  # this file cannot be described: skipped and counted like an undecodable one
+        raise MediaError(str(exc)) from None
+    except ValueError as exc:  # unusable weights and the like: the configuration's fault
+        raise UserError(str(exc)) from None
 
 
 def compute_features(path: Path, params: dict) -> np.ndarray:
