@@ -315,6 +315,10 @@ def test_a_toy_voice_representation_from_a_plugin_module_runs_a_sweep(tmp_path, 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv(voice_features.PLUGINS_ENV, "toy_voice_kind")
     results = tmp_path / "results"
+    import ray
+
+    if ray.is_initialized():  # an earlier test's Ray: its workers were started without the plugin's path
+        ray.shutdown()
     try:
         code = main(["search", "voice", "--dataset", "synthetic-voice", "--space", str(tmp_path / "toy.yaml"),
                      "--name", "toy-voice", "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"])
