@@ -33,7 +33,8 @@ def search(family: str, dataset: str, *, space_path: str | None = None, samples:
            seed: int = 0, data_root: str | None = None, cache_dir: str | None = None,
            results_dir: str | None = None, verbose: int = 1, resume: bool = False,
            objective: str | None = None, workers_per_trial: int = 1, time_budget: str | float | None = None,
-           estimate: bool = True, init: list[str] | None = None, mlflow: str | None = None) -> SearchResult:
+           estimate: bool = True, init: list[str] | None = None, mlflow: str | None = None,
+           fold: int = 0, nested: str | None = None) -> SearchResult:
     """Run a sweep of the search family ``family`` (or, with ``resume``, continue the one named
     ``name``), pick the best trial on validation, test it once and record the result.
     ``time_budget`` (``30m``, ``2h``, seconds) stops the sweep cleanly after that long (default:
@@ -44,7 +45,7 @@ def search(family: str, dataset: str, *, space_path: str | None = None, samples:
                        name=name, address=address, seed=seed, data_root=data_root, cache_dir=cache_dir,
                        results_dir=results_dir, verbose=verbose, resume=resume, objective=objective,
                        workers_per_trial=workers_per_trial, time_budget=time_budget, estimate=estimate,
-                       init=init, mlflow=mlflow)
+                       init=init, mlflow=mlflow, fold=fold, nested=nested)
     return run_search(plan)
 
 
@@ -53,7 +54,9 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
               storage: str | None = None, data_root: str | None = None, eval_data_root: str | None = None,
               cache_dir: str | None = None, results_dir: str | None = None, verbose: int = 1,
               refit: bool = True, resume: bool = False, name: str | None = None,
-              mlflow: str | None = None) -> list[Record]:
+              mlflow: str | None = None, ensemble: int = 0, nested: bool = False,
+              space_path: str | None = None, source_run: str | None = None, folds: list[int] | None = None,
+              nested_name: str | None = None) -> list[Record]:
     """Retrain the sweep's top-k configs (chosen on validation) on every fold x seed of the
     protocol, test each once, and record them; or, with ``eval_dataset``, evaluate the recorded
     leader on another corpus over the shared classes. ``refit`` (the default) retrains on train + val
@@ -63,14 +66,34 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
     Each fold x seed is tested and appended to the store as soon as it finishes, so a killed driver
     loses no finished fold; ``resume`` continues the benchmark ``name`` (default: the latest one of
     this sweep under the storage) through ``Tuner.restore``: recorded folds stay, only the rest run.
+    ``ensemble`` K (at least 2): the top-K configs are retrained (``top_k`` is raised to K) and
+    each fold x seed's K members' averaged probabilities are also tested as one ``kind: ensemble``
+    record (``bench.sweep.ensemble``). ``nested``: search then refit inside each outer fold
+    (``bench.sweep.nested``).
     Returns every record of the benchmark, those of earlier runs of it included."""
     from bench.sweep import benchmark as bm
     from bench.sweep.search import mlflow_uri
 
     if top_k < 1 or seeds < 1:
         raise UserError("--top-k and --seeds must be at least 1")
+    if ensemble == 1 or ensemble < 0:
+        raise UserError("--ensemble needs at least 2 members (one member is the single leader: --top-k 1)")
+    if ensemble and eval_dataset:
+        raise UserError("--ensemble retrains members on the protocol's folds; it does not combine with --eval-dataset")
+    top_k = max(top_k, ensemble)
+    if space_path and not nested:
+        raise UserError("--space names the space a --nested benchmark searches; a plain benchmark retrains "
+                        "the recorded sweep's configurations")
+    if nested:
+        from bench.sweep.nested import check_nested_request
+
+        check_nested_request(top_k=top_k, ensemble=ensemble, eval_dataset=eval_dataset, refit=refit)
+        return _nested_benchmark(dataset, family, seeds=seeds, space_path=space_path, cpus_per_trial=cpus_per_trial,
+                                 gpus_per_trial=gpus_per_trial, address=address, storage=storage,
+                                 data_root=data_root, cache_dir=cache_dir, results_dir=results_dir,
+                                 verbose=verbose, name=name, mlflow=mlflow)
     results, cache = paths.results_dir(results_dir), paths.cache_dir(cache_dir)
-    source = bm.source_search_record(load_records(results), dataset, family)
+    source = bm.source_search_record(load_records(results), dataset, family, run=source_run)
     if eval_dataset and resume:
         raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation "
                         "(--eval-dataset) is one step and has nothing to resume")
@@ -82,8 +105,37 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
                              name=name, storage=storage, results=results, cache=cache,
                              data_root=paths.data_root(data_root), cpus_per_trial=cpus_per_trial,
                              gpus_per_trial=gpus_per_trial, address=address, verbose=verbose,
-                             mlflow_uri=mlflow_uri(mlflow))
+                             mlflow_uri=mlflow_uri(mlflow), ensemble=ensemble, folds=folds, nested=nested_name)
     return bm.run_benchmark(plan, address)
+
+
+def _nested_benchmark(dataset: str, family: str, *, seeds: int, space_path: str | None, cpus_per_trial: float,
+                      gpus_per_trial: float, address: str | None, storage: str | None, data_root: str | None,
+                      cache_dir: str | None, results_dir: str | None, verbose: int, name: str | None,
+                      mlflow: str | None) -> list[Record]:
+    """``benchmark --nested``: the whole procedure inside each outer fold (``bench.sweep.nested``):
+    a search on that fold's training subjects (the space's budget), then a refit of its winner on
+    the fold's train + val, tested on its test subjects. Folds already recorded are skipped, so
+    running it again with the same --name continues it."""
+    from datetime import datetime, timezone
+
+    from bench.sweep import nested as nest
+
+    get_adapter(dataset)
+    results = paths.results_dir(results_dir)
+    name = name or f"{dataset}-{family}-nested-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    common = dict(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, address=address, storage=storage,
+                  data_root=data_root, cache_dir=cache_dir, results_dir=results_dir, verbose=verbose, mlflow=mlflow)
+    for fold in nest.folds_to_run(load_records(results), name, get_adapter(dataset).num_folds, seeds):
+        run = nest.fold_run(name, fold)
+        if not nest.searched(load_records(results), name, run):
+            result = search(family, dataset, space_path=space_path, name=run, fold=fold, nested=name, **common)
+            if result.record.interrupted:
+                raise UserError(f"the search of outer fold {fold} was interrupted ({result.record.interrupted}); "
+                                f"run the same command with --name {name} to continue the nested benchmark")
+        benchmark(dataset, family, seeds=seeds, source_run=run, folds=[fold], nested_name=name,
+                  name=f"{run}-refit", **common)
+    return nest.nested_records(load_records(results), name)
 
 
 def reproduce(record_id: str, *, results_dir: str | None = None, cache_dir: str | None = None,

@@ -96,7 +96,7 @@ def _add_data_summary_and_prepare(dsub) -> None:
 
 def _add_predict_and_export(sub) -> None:
     p = sub.add_parser("predict", help="run a trained model on photos, videos or audio (MTCNN faces)")
-    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<family>")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint or ensemble folder, or best:<dataset>/<family>")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image, video or audio files, or folders of them")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object (layout in the README)")
@@ -110,7 +110,7 @@ def _add_predict_and_export(sub) -> None:
     p.add_argument("--cache-dir", help="cache (else $FER_BENCH_CACHE or ~/.cache/fer-bench)")
     p.add_argument("--data-root", help="the model's training data, for voice normalisation (else the checkpoint's)")
     p = sub.add_parser("export", help="export a trained model to ONNX and check it against PyTorch")
-    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint folder, or best:<dataset>/<family>")
+    p.add_argument("model_ref", metavar="MODEL_REF", help="checkpoint or ensemble folder, or best:<dataset>/<family>")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="where to write the ONNX file")
     p.add_argument("--opset", type=_positive_int, default=17)
     p.add_argument("--results-dir", help="results store for best:... (else $FER_BENCH_RESULTS or ./results)")
@@ -127,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", dest="family", choices=family_names(), action=_Deprecated, help=argparse.SUPPRESS)
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
+    p.add_argument("--ensemble", type=_positive_int, default=0, metavar="K",
+                   help="also test the top-K configs' averaged probabilities on every fold as one row "
+                        "(kind ensemble; retrains the top K, so --top-k is at least K)")
+    p.add_argument("--nested", action="store_true",
+                   help="search then refit inside each outer fold, the search seeing only that fold's training "
+                        "subjects: an estimate without selection bias (budget per fold: the space's)")
+    p.add_argument("--space", help="--nested: the space each fold searches (default: the built-in one)")
     p.add_argument("--eval-dataset", help="cross-corpus: evaluate the leader on this dataset's shared classes")
     p.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True,
                    help="retrain on train + val for the epochs the sweep's validation peaked at and test "
@@ -292,7 +299,8 @@ def _benchmark(args) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, address=args.address,
         storage=args.storage, data_root=args.data_root, eval_data_root=args.eval_data_root,
         cache_dir=args.cache_dir, results_dir=args.results_dir, verbose=0 if args.quiet else 1,
-        refit=args.refit, resume=args.resume, name=args.name, mlflow=args.mlflow,
+        refit=args.refit, resume=args.resume, name=args.name, mlflow=args.mlflow, ensemble=args.ensemble,
+        nested=args.nested, space_path=args.space,
     )
     for r in records:
         where = (f"on {r.eval_dataset} ({len(r.shared_classes)} shared classes)" if r.kind == "cross_corpus"

@@ -82,3 +82,74 @@ def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, 
     rows = build_rows(load_records(results))[("synthetic", "face")]
     assert len(rows) == 1 and (rows[0]["n"], rows[0]["kinds"]) == (5, "benchmark")
     assert rows[0]["ids"] == [r["id"] for r in records]  # the sweep's record and all five repeats
+
+
+def _nested(kind, fold, uar, model="fer_cnn", lr=0.01):
+    from bench.results.record import Record
+
+    return Record(kind=kind, dataset="synthetic", family="face", protocol="p", model=model, fold=fold, seed=0,
+                  run=f"n-fold{fold}", nested="n", selection="val",
+                  config={"model.name": model, "optim.lr": lr, "data.fold": fold, "train.seed": 0},
+                  test={"accuracy": uar, "uar": uar, "macro_f1": uar}, budget={"trials": 2, "wall_seconds": 10.0})
+
+
+def test_nested_folds_form_one_marked_row_however_many_configs_they_chose():
+    from bench.reports.leaderboard import build_rows, to_markdown
+    from bench.results.record import Record
+
+    records = [_nested("search", 0, 0.5, lr=0.01), _nested("benchmark", 0, 0.6, lr=0.01),
+               _nested("search", 1, 0.4, lr=0.02), _nested("benchmark", 1, 0.7, lr=0.02, model="timm/resnet10t"),
+               Record(kind="benchmark", dataset="synthetic", family="face", protocol="p", model="fer_cnn", fold=0,
+                      seed=0, selection="val", config={"model.name": "fer_cnn", "optim.lr": 0.01, "data.fold": 0},
+                      test={"accuracy": 0.9, "uar": 0.9, "macro_f1": 0.9})]
+    rows = build_rows(records)[("synthetic", "face")]
+    nested = next(r for r in rows if r["nested"])
+    assert len(rows) == 2 and nested["n"] == 2 and nested["uar"] == pytest.approx(0.65)  # the two refits
+    assert nested["model"] == "nested search (fer_cnn, timm/resnet10t)" and nested["trials"] == 4
+    assert "nested search" in to_markdown(build_rows(records))
+
+
+def test_nested_runs_only_the_folds_not_yet_refit_and_refuses_what_it_cannot_do():
+    from bench.sweep.nested import check_nested_request, folds_to_run, searched
+
+    records = [_nested("search", 0, 0.5), _nested("benchmark", 0, 0.6), _nested("search", 1, 0.4)]
+    assert folds_to_run(records, "n", 3, seeds=1) == [1, 2]
+    assert folds_to_run(records, "other", 3, seeds=1) == [0, 1, 2]
+    assert searched(records, "n", "n-fold1") and not searched(records, "n", "n-fold2")
+    with pytest.raises(UserError, match="--ensemble"):
+        check_nested_request(top_k=1, ensemble=3, eval_dataset=None, refit=True)
+    with pytest.raises(UserError, match="--no-refit"):
+        check_nested_request(top_k=1, ensemble=0, eval_dataset=None, refit=False)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_nested_benchmark_searches_inside_each_outer_fold(tmp_path):
+    """On a fake TESS (2 outer folds, one speaker each) with a scikit-learn head: fitted in seconds."""
+    from bench.data import get_adapter, load_splits
+
+    root = get_adapter("tess").make_fake(tmp_path / "tess")
+    space = tmp_path / "space.yaml"
+    space.write_text("schema: 1\nmodality: voice\nbudget: {samples: 2, max_epochs: 1}\nscheduler: {name: fifo}\n"
+                     "fixed: {model.name: sk_logreg, model.features: egemaps}\n"
+                     "params:\n  model.C: {float: [1.0e-3, 1.0e+2], log: true}\n")
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    common = ["--data-root", str(root), "--cache-dir", str(cache), "--results-dir", str(results), "--quiet"]
+    argv = ["benchmark", "--dataset", "tess", "--modality", "voice", "--nested", "--space", str(space), "--name", "n"]
+    assert main([*argv, *common]) == 0
+    records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
+    searches = {r["fold"]: r for r in records if r["kind"] == "search"}
+    refits = {r["fold"]: r for r in records if r["kind"] == "benchmark"}
+    assert sorted(searches) == sorted(refits) == [0, 1] and all(r["nested"] == "n" for r in records)
+    for fold, search in searches.items():
+        _, _, splits = load_splits("tess", fold, root, cache)
+        test_speaker = {s.subject for s in splits["test"]}
+        # the fold's search trained and validated on its training speaker only, and was tested on its test one
+        assert search["split_sizes"]["test"] == len(splits["test"]) and len(test_speaker) == 1
+        assert search["split_sizes"]["train"] + search["split_sizes"]["val"] == \
+            len(splits["train"]) + len(splits["val"])
+        assert refits[fold]["config"]["model.C"] == search["config"]["model.C"]  # its own winner, refit
+        assert refits[fold]["config"]["data.refit"] is True
+    # run again: every fold is recorded, nothing reruns
+    assert main([*argv, *common]) == 0
+    assert len((results / "records.jsonl").read_text().splitlines()) == len(records)

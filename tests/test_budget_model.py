@@ -81,3 +81,17 @@ def test_estimate_sweep_with_injected_costs(tmp_path):
                                   scheduler=load_space(path).scheduler)
     assert est.seconds == pytest.approx(STARTUP_S + 6.0 + wall) and est.epochs_per_trial == pytest.approx(epochs)
     assert est.to_dict()["setup_seconds"] == 3.0
+
+
+def test_a_k_fold_objective_costs_its_folds_in_the_estimate(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    kfold = tmp_path / "kfold.yaml"
+    kfold.write_text(SPACE.replace("schema: 1\n", "schema: 1\nobjective: {metric: val/uar, mode: max, folds: 3}\n"))
+    cost = TrialCost(3.0, 0.002, 1.0, 1000, 0.4)
+    common = dict(samples=6, max_epochs=9, extra_fixed={"data.dataset": "synthetic"}, cache_dir=tmp_path,
+                  data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=lambda config: cost, worker_start_s=6.0)
+    one, three = estimate_sweep(load_space(path), **common), estimate_sweep(load_space(kfold), **common)
+    # three models per epoch (the checkpoint and report stay one)
+    assert three.per_model["fer_cnn"] == pytest.approx(3 * (0.002 * 1000 + 1.0) + 0.4)
+    assert three.seconds - STARTUP_S - 6.0 > 2.5 * (one.seconds - STARTUP_S - 6.0)  # the sweep, not its start

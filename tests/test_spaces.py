@@ -197,6 +197,9 @@ SHIPPED_HASHES = {
     "voice/synthetic-voice.yaml": "9a428080b959",
 }
 SHIPPED_HASHES.update({"face/affectnet.yaml": "e97729e4ce49", "face/affectnet7.yaml": "e97729e4ce49"})  # new, issue 19
+# issue 21, on purpose: EMO-DB and RAVDESS select on the mean of 3 speaker-disjoint inner folds
+# (objective.folds: 3); their earlier sweeps cannot be resumed under the new space
+SHIPPED_HASHES.update({"voice/emodb.yaml": "d5bc2000bf12", "voice/ravdess.yaml": "d5bc2000bf12"})
 
 
 def test_shipped_spaces_resolve_to_what_they_searched_before():

@@ -46,10 +46,17 @@ def load_splits(name: str, fold: int, data_root: str | Path | None, cache_dir: P
 
 def create_dataset(name: str, split: str, fold: int, input_spec: InputSpec, *, cache_dir: Path,
                    data_root: str | Path | None = None, image_size: int | None = None,
-                   augment: bool = False, seed: int = 0, refit: bool = False) -> TensorFaceDataset:
+                   augment: bool = False, seed: int = 0, refit: bool = False,
+                   inner: tuple[int, int] | None = None) -> TensorFaceDataset:
     """The ``split`` ('train' | 'val' | 'test') of fold ``fold`` shaped for ``input_spec``.
-    ``refit``: the training split is train + val (a benchmark's final retrain); test never changes."""
+    ``refit``: the training split is train + val (a benchmark's final retrain); test never changes.
+    ``inner`` (folds, j): train and val are inner fold j of the fold's training data
+    (``bench.data.inner_folds``: a k-fold objective); test never changes."""
     adapter, _, splits = load_splits(name, fold, data_root, cache_dir, seed=0)
+    if inner is not None:
+        from bench.data.inner_folds import inner_fold_splits
+
+        splits = inner_fold_splits(splits, inner[0], inner[1], group_of=adapter.validation_group, seed=fold)
     if refit:
         splits = {**splits, "train": splits["train"] + splits["val"]}
     if split not in splits:

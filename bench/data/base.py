@@ -91,6 +91,10 @@ class DatasetAdapter:
         """Default protocol: subject-independent k-fold; validation subjects carved from train."""
         return subject_kfold(samples, self.num_folds, fold, seed)
 
+    def validation_group(self, sample: Sample):
+        """What validation is carved by, whole (a k-fold objective's inner folds too): the subject."""
+        return sample.subject
+
     def prepare(self, samples: list[Sample], root: Path | None, cache_dir: Path,
                 progress: bool = True) -> PrepareReport:
         """Fill the cache trials read (aligned faces, spectrograms...) once, on the driver.

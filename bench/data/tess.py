@@ -72,6 +72,9 @@ class Tess(MediaAdapter):
         check_leakage({"train": out["train"] + out["val"], "test": out["test"]})
         return out
 
+    def validation_group(self, sample):
+        return sample.meta["word"]  # the training pool is one speaker: validation takes whole words
+
     @staticmethod
     def make_fake(directory: Path) -> Path:
         root = Path(directory) / "TESS Toronto emotional speech set data"

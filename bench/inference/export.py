@@ -174,11 +174,17 @@ def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPS
     (a size the export did not trace proves the batch axis is really dynamic)."""
     import onnxruntime as ort
 
-    from bench.training.evaluation import load_trained_model
+    from bench.training.ensemble import EnsembleModel, load_model_or_ensemble
     from fer_models import example_inputs
 
     start = time.perf_counter()
-    model, cfg, _ = load_trained_model(checkpoint_dir)
+    model, cfg, _ = load_model_or_ensemble(checkpoint_dir)
+    name = cfg.model.name
+    if isinstance(model, EnsembleModel):  # one graph: every member, probabilities averaged
+        name = f"ensemble({'+'.join(model.member_names)})"
+        if any(sklearn_head(m) is not None for m in model.members):
+            raise UserError("an ensemble with a scikit-learn head among its members cannot be exported as one "
+                            "ONNX graph; export its members one by one")
     reason = why_not_exportable(model, cfg)
     if reason:
         raise UserError(reason)
@@ -204,7 +210,7 @@ def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPS
                                   dynamo=False, do_constant_folding=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{cfg.model.name} cannot be exported to ONNX: {first}") from None
+        raise UserError(f"{name} cannot be exported to ONNX: {first}") from None
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     logits_diff = features_diff = 0.0
     for batch in batch_sizes:
@@ -219,5 +225,5 @@ def export_onnx(checkpoint_dir: str | Path, out: str | Path, *, opset: int = OPS
         logits_diff = max(logits_diff, float(np.abs(got_logits - want).max()))
         features_diff = max(features_diff, float(np.abs(got_features - ref["features"].numpy()).max()))
     notes = ["scikit-learn head converted by skl2onnx; logits parity checked on probabilities"] if with_head else []
-    return ExportReport(out, cfg.model.name, names, logits_diff, features_diff, list(batch_sizes),
+    return ExportReport(out, name, names, logits_diff, features_diff, list(batch_sizes),
                         time.perf_counter() - start, notes)

@@ -1,5 +1,6 @@
-"""MODEL_REF -> a checkpoint folder: a path, or ``best:<dataset>/<family>`` (the record with the
-best validation score that kept a checkpoint, by the store's one query ``results.best_record``).
+"""MODEL_REF -> a checkpoint folder: a path (a model's, or an ensemble's holding ensemble.json), or
+``best:<dataset>/<family>`` (the record with the best validation score that kept a checkpoint, by
+the store's one query ``results.best_record``).
 
 Shared by ``fer-bench predict`` and ``fer-bench export``, so both accept the same references and
 fail with the same sentences.
@@ -12,6 +13,7 @@ from bench.errors import UserError
 from bench.results.record import Record
 from bench.results.store import best_record, load_records
 from bench.training.checkpoint import CHECKPOINT_FILE
+from bench.training.ensemble import ENSEMBLE_FILE, is_ensemble
 
 BEST_PREFIX = "best:"
 
@@ -43,7 +45,7 @@ def resolve_model_ref(ref: str, results_dir: Path) -> Path:
         path = path.parent
     if not path.exists():
         raise UserError(f"model reference {ref!r} is neither a checkpoint folder nor best:<dataset>/<family>")
-    if not (path / CHECKPOINT_FILE).is_file():
-        raise UserError(f"{str(path)!r} holds no {CHECKPOINT_FILE}; pass a folder under results/models/ "
-                        f"or best:<dataset>/<family>")
+    if not (path / CHECKPOINT_FILE).is_file() and not is_ensemble(path):
+        raise UserError(f"{str(path)!r} holds no {CHECKPOINT_FILE} (nor an {ENSEMBLE_FILE}); pass a folder under "
+                        f"results/models/ or best:<dataset>/<family>")
     return path

@@ -145,15 +145,17 @@ class Predictor:
 
     def __init__(self, checkpoint_dir: str | Path, *, cache_dir: Path, data_root: str | None = None,
                  fps: float = DEFAULT_FPS, threshold: float | None = None, device: str = "cpu"):
-        from bench.training.evaluation import load_trained_model
+        from bench.training.ensemble import load_model_or_ensemble
 
         if fps < 0:
             raise UserError(f"--fps must be >= 0 (0 = every frame), got {fps}")
-        model, cfg, state = load_trained_model(checkpoint_dir)  # with its scikit-learn head, if any
+        # with its scikit-learn head, if any; an ensemble folder: its members' averaged probabilities
+        model, cfg, state = load_model_or_ensemble(checkpoint_dir)
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.cfg = cfg
-        self.name = cfg.model.name
+        members = getattr(model, "member_names", None)
+        self.name = f"ensemble({'+'.join(members)})" if members else cfg.model.name
         self.class_names = list(state["meta"].class_names)  # from the checkpoint: no dataset needed
         self.spec = model.input_spec
         self.kind = self.spec.modality

@@ -13,7 +13,9 @@ from bench.results.record import Record, as_record, config_id
 
 METRICS = ("accuracy", "uar", "macro_f1")
 # Kinds that measure a configuration on its own dataset's test split; cross-corpus ones get their own table.
-MAIN_KINDS = {"search", "benchmark"}
+MAIN_KINDS = {"search", "benchmark", "ensemble"}
+# Kinds measured on the protocol's designed folds x seeds (an ensemble: its retrained members' averaged probabilities).
+RETRAINED_KINDS = {"benchmark", "ensemble"}
 # Short, below the tables; the test, the interval and the ranking rule are in docs/leaderboard.md.
 LEGEND = ("Legend: test metrics in %, mean ± std over n test runs (folds × seeds) of one configuration chosen on "
           "validation data; UAR = unweighted average recall; ms = inference per sample at batch 1. Ranks restart "
@@ -165,7 +167,20 @@ def _aggregate(rs: list[Record]) -> dict:
     # every record of the configuration (the sweep's test run and the benchmark's repeats), oldest first
     row["ids"] = list(dict.fromkeys(r.id for r in rs if r.id))
     row["run_ids"] = [r.id for r in runs if r.id]  # the runs the numbers are the mean of
-    row["benchmarked"] = any(r.kind == "benchmark" for r in runs)
+    row["benchmarked"] = any(r.kind in RETRAINED_KINDS for r in runs)
+    row["members"] = list(latest.members)
+    row["nested"] = latest.nested
+    if latest.nested:  # the procedure, not one configuration: what each outer fold chose
+        chosen = sorted({r.model for r in runs})
+        row["model"] = f"nested search ({', '.join(chosen)})"
+        row["hyperparameters"] = f"chosen inside each of {row['folds']} outer folds ({latest.nested})"
+        row["config_id"] = f"nested:{latest.nested}"
+        row["selection"] = f"best {latest.objective} on each outer fold's own validation split (nested)"
+        folds_searched = [r for r in rs if r.kind == "search"]  # every outer fold's search: the whole cost
+        for key, field_ in (("trials", "trials"), ("epochs", "epochs"), ("device_s", "device_seconds"),
+                            ("wall_s", "wall_seconds")):
+            values = [r.budget.get(field_) for r in folds_searched]
+            row[key] = sum(values) if values and None not in values else row[key]
     row["benchmark_runs"] = sorted({r.benchmark_run for r in runs if r.benchmark_run})
     walls = {r.benchmark_run: r.benchmark_wall_seconds for r in runs
              if r.benchmark_run and r.benchmark_wall_seconds is not None}
@@ -237,7 +252,8 @@ def build_rows(records: list[Record]) -> dict[tuple[str, str], list[dict]]:
             continue  # a number chosen on test data never reaches the leaderboard
         if r.kind not in MAIN_KINDS:
             continue
-        key = (r.dataset, r.family, r.protocol or "", config_id(r.config))
+        # a nested benchmark is one procedure (each outer fold chose its own configuration): one row
+        key = (r.dataset, r.family, r.protocol or "", f"nested:{r.nested}" if r.nested else config_id(r.config))
         groups[key].append(r)
     tables: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for (dataset, modality, protocol, _), rs in groups.items():

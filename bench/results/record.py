@@ -64,7 +64,7 @@ _JSON_KEYS = {"family": "modality"}
 class Record:
     """One test evaluation. Fields left ``None`` (or empty) were not recorded and are not written."""
 
-    kind: str = "search"  # search | benchmark | cross_corpus; unversioned records without it are sweeps
+    kind: str = "search"  # search | benchmark | ensemble | cross_corpus; unversioned records without it are sweeps
     id: str | None = None  # content hash, given by the store when the record is appended
     time: str | None = None  # ISO 8601, UTC
     dataset: str | None = None
@@ -107,6 +107,10 @@ class Record:
     pareto: list = field(default_factory=list)  # ... and its Pareto front (validation)
     benchmark_run: str | None = None  # kind "benchmark": the retrain grid's name
     benchmark_wall_seconds: float | None = None
+    members: list = field(default_factory=list)  # kind "ensemble": its members' record ids, in rank order
+    # a nested benchmark's name: this record is one outer fold's search or refit inside it (its
+    # search saw only that fold's training subjects); the leaderboard shows the procedure as one row
+    nested: str | None = None
     eval_dataset: str | None = None  # kind "cross_corpus": the dataset tested on
     train_dataset: str | None = None
     shared_classes: list | None = None

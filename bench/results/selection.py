@@ -11,9 +11,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def ranked(candidates: Iterable[T], score: Callable[[T], float | None], mode: str) -> list[T]:
+def ranked(candidates: Iterable[T], score: Callable[[T], float | None], mode: str,
+           tiebreak: Callable[[T], tuple] | None = None) -> list[T]:
     """The candidates that have a score, best first (``mode``: ``max`` or ``min``); equal scores
-    keep the given order."""
+    go to the smaller ``tiebreak`` tuple (a trial's validation loss, then its cost), then keep the
+    given order."""
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     scored = []
@@ -21,12 +23,14 @@ def ranked(candidates: Iterable[T], score: Callable[[T], float | None], mode: st
         value = score(candidate)
         if value is None or math.isnan(float(value)):
             continue
-        scored.append((-float(value) if mode == "max" else float(value), candidate))
+        primary = -float(value) if mode == "max" else float(value)
+        scored.append(((primary, *(tiebreak(candidate) if tiebreak else ())), candidate))
     scored.sort(key=lambda pair: pair[0])  # stable: ties keep the given order
     return [candidate for _, candidate in scored]
 
 
-def best_of(candidates: Iterable[T], score: Callable[[T], float | None], mode: str) -> T | None:
+def best_of(candidates: Iterable[T], score: Callable[[T], float | None], mode: str,
+            tiebreak: Callable[[T], tuple] | None = None) -> T | None:
     """The first of ``ranked``: None when no candidate has a score."""
-    order = ranked(candidates, score, mode)
+    order = ranked(candidates, score, mode, tiebreak)
     return order[0] if order else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,21 +21,28 @@ from bench.results.record import Record, config_id
 from bench.results.selection import ranked
 from bench.results.store import append_record, best_record, load_records, provenance
 from bench.sweep import tune_backend
+from bench.sweep.ensemble import ranked_config_ids
 from bench.sweep.fixed_runs import FixedRun
 from bench.sweep.record_fields import tested_fields
 from bench.sweep.resources import sweep_cpus
 from bench.sweep.run_settings import SweepSettings
-from bench.sweep.trials import read_trials
+from bench.sweep.trials import best_row, read_trials, tiebreak
 from bench.training.engine import predict
 from bench.training.evaluation import evaluate_checkpoint, load_trained_model
 from bench.training.metrics import classification_metrics
 from bench.training.trainable import pick_device
 
 
-def source_search_record(records: list[Record], dataset: str, family: str) -> Record:
+def source_search_record(records: list[Record], dataset: str, family: str, run: str | None = None) -> Record:
     """The sweep a benchmark retrains: the recorded sweep of dataset/family with the best
-    validation score, by the same rule as ``best:`` references (``results.best_record``)."""
-    found = best_record(records, dataset, family, kinds=("search",))
+    validation score, by the same rule as ``best:`` references (``results.best_record``); the
+    searches of a nested benchmark (one per outer fold) are never it. ``run``: that sweep."""
+    if run is not None:
+        named = [r for r in records if r.kind == "search" and r.run == run and r.dataset == dataset]
+        if not named:
+            raise UserError(f"no sweep named {run!r} recorded for {dataset}")
+        return named[-1]
+    found = best_record(records, dataset, family, kinds=("search",), where=lambda r: not r.nested)
     if found is None:
         raise UserError(f"no sweep recorded for {dataset}/{family}; run "
                         f"`fer-bench search {family} --dataset {dataset}` first")
@@ -43,9 +50,11 @@ def source_search_record(records: list[Record], dataset: str, family: str) -> Re
 
 
 def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[tuple[dict, int]]:
-    """The ``k`` best distinct configs of a sweep by their best validation score (never test), each
+    """The ``k`` best distinct configs of a sweep by their best validation score (never test; ties:
+    ``trials.tiebreak``), each
     with the epoch that score was reached at."""
-    order = ranked(read_trials(Path(run_path)), lambda trial: trial.best(metric, mode), mode)
+    order = ranked(read_trials(Path(run_path)), lambda trial: trial.best(metric, mode), mode,
+                   tiebreak=lambda trial: tiebreak(best_row(trial.history, metric, mode), metric))
     if not order:
         raise UserError(f"the sweep at {str(run_path)!r} has no trial with a {metric} score")
     chosen, seen = [], set()
@@ -145,25 +154,31 @@ def cross_corpus_record(source: Record, dataset: str, family: str, eval_dataset:
 def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, seeds: int, refit: bool,
                    resume: bool, name: str | None, storage: str | None, results: Path, cache: Path,
                    data_root: str | None, cpus_per_trial: float, gpus_per_trial: float, address: str | None,
-                   verbose: int, mlflow_uri: str | None) -> BenchmarkPlan:
+                   verbose: int, mlflow_uri: str | None, ensemble: int = 0, folds: list[int] | None = None,
+                   nested: str | None = None) -> BenchmarkPlan:
     """The jobs (the sweep's top-k configs on validation, refit or not, x every fold x seeds; a
     resume takes its first run's), the benchmark's name and its Ray settings."""
     root = data_root or source.config.get("data.data_root")
     storage_path = paths.storage_path(storage, results)
     if resume:
         run_name, meta = benchmark_to_resume(storage_path, source, name)
-        jobs, refit = meta["jobs"], meta["refit"]
+        jobs, refit, ensemble = meta["jobs"], meta["refit"], meta.get("ensemble", 0)
     else:
         # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
         ranked = top_configs(source.run_path, source.objective, source.objective_mode, top_k)
         configs = [refit_config(c, epoch) if refit else c for c, epoch in ranked]
         jobs = expand_jobs(configs, get_adapter(dataset).num_folds, seeds)
+        if folds is not None:  # a nested benchmark refits each outer fold's own winner on that fold only
+            jobs = [job for job in jobs if job["data.fold"] in folds]
+        if ensemble:  # fold by fold (stable: each fold's configs keep their rank), so ensembles complete early
+            jobs.sort(key=lambda job: (job["data.fold"], job["train.seed"]))
         run_name = name or f"{source.run}-benchmark-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         if tune_backend.read_sweep_meta(f"{storage_path.rstrip('/')}/{run_name}", BENCHMARK_META) is not None:
             raise UserError(f"a benchmark named {run_name!r} already exists under {storage_path!r}; add "
                             f"--resume to continue it, or choose another --name")
         meta = {"dataset": dataset, "modality": family, "source_run": source.run, "jobs": jobs, "refit": refit,
-                "top_k": top_k, "seeds": seeds, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                "top_k": top_k, "seeds": seeds, "ensemble": ensemble,
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # fewer jobs than this machine has room for (one official split, top-k 1): each gets the idle cores
     cpus_per_trial = sweep_cpus(cpus_per_trial, len(jobs), address=address, gpus_per_trial=gpus_per_trial)
     settings = SweepSettings(
@@ -175,7 +190,8 @@ def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, see
     writer = BenchmarkWriter(dataset=dataset, family=family, source=source, run_name=run_name, refit=refit,
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, results=results,
                              cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose,
-                             mlflow_uri=mlflow_uri)
+                             mlflow_uri=mlflow_uri, nested=nested,
+                             ensemble_members=ranked_config_ids(jobs)[:ensemble] if ensemble else [])
     return BenchmarkPlan(source=source, run_name=run_name, run_path=f"{storage_path.rstrip('/')}/{run_name}",
                          jobs=jobs, refit=refit, settings=settings, writer=writer, cache=cache, root=root,
                          resume=resume, meta=meta)
@@ -199,6 +215,7 @@ def run_benchmark(plan: BenchmarkPlan, address: str | None) -> list[Record]:
                   f"failed ({run.error}); it is left out of the leaderboard")
             continue
         plan.writer(run)
+    plan.writer.record_ensembles()  # those the per-run calls could not write yet
     return plan.writer.recorded()
 
 
@@ -239,9 +256,23 @@ class BenchmarkWriter:
     start: float
     verbose: int = 1
     mlflow_uri: str | None = None
+    ensemble_members: list = field(default_factory=list)  # --ensemble: the members' config ids, by rank
+    nested: str | None = None  # --nested: the nested benchmark this refit belongs to
+
+    def record_ensembles(self) -> list[Record]:
+        """Each fold x seed whose members are all recorded gets its ensemble record (once)."""
+        if not self.ensemble_members:
+            return []
+        from bench.sweep.ensemble import record_ensembles
+
+        return record_ensembles(load_records(self.results), benchmark_run=self.run_name,
+                                members=self.ensemble_members, keep_dir=self.results / "models" / self.run_name,
+                                cache_dir=self.cache, data_root=self.root, start=self.start,
+                                append=lambda r: append_record(self.results, r), verbose=self.verbose)
 
     def recorded(self) -> list[Record]:
-        return [r for r in load_records(self.results) if r.kind == "benchmark" and r.benchmark_run == self.run_name]
+        return [r for r in load_records(self.results)
+                if r.kind in ("benchmark", "ensemble") and r.benchmark_run == self.run_name]
 
     def __call__(self, run: FixedRun) -> Record | None:
         key = _run_key(run.config)
@@ -261,7 +292,7 @@ class BenchmarkWriter:
                     "retrain_device_seconds": run.seconds * max(cpus, gpus)},
             # the benchmark's wall time when this fold was recorded (of this invocation, on a resume)
             benchmark_wall_seconds=time.time() - self.start, checkpoint=run.checkpoint,
-            resumed=self.resumed or None,
+            resumed=self.resumed or None, nested=self.nested,
         )
         append_record(self.results, record)
         if self.mlflow_uri:
@@ -271,6 +302,7 @@ class BenchmarkWriter:
         if self.verbose:
             print(f"Recorded {record.model} [{config_id(run.config)}] fold {record.fold} seed {record.seed}: "
                   f"test UAR {100 * record.test['uar']:.1f}%", flush=True)
+        self.record_ensembles()
         return record
 
 

@@ -380,6 +380,10 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
         if workers_per_trial > 1:  # data-parallel workers split each epoch's samples
             cost = TrialCost(cost.setup_s, cost.train_s / workers_per_trial, cost.val_s, cost.n_train,
                              cost.epoch_overhead_s, cost.one_shot_s)
+        folds = int(config.get("data.inner_folds") or 1)
+        if folds > 1:  # a k-fold objective: every epoch (or fit) is one per inner fold
+            cost = TrialCost(cost.setup_s * folds, cost.train_s * folds, cost.val_s * folds, cost.n_train,
+                             cost.epoch_overhead_s, cost.one_shot_s * folds if cost.one_shot_s else None)
         costs.append(cost)
         per_model[str(config.get("model.name"))] = cost.one_shot_s or cost.epoch_seconds()
     wall, epochs = simulate_sweep(costs, samples=samples, max_epochs=max_epochs, concurrent=concurrent,

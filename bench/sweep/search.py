@@ -67,6 +67,7 @@ class SweepPlan:
     init_added: list = field(default_factory=list)  # --init references (the sweep meta keeps them)
     resume_command: str = ""  # the command that continues this sweep (printed when it is interrupted)
     meta: dict | None = None  # a resumed sweep's fer-bench-sweep.json
+    nested: str | None = None  # the nested benchmark this sweep is one outer fold's search of
 
 
 @dataclass
@@ -105,7 +106,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
                 name: str | None, address: str | None, seed: int, data_root: str | None,
                 cache_dir: str | None, results_dir: str | None, verbose: int, resume: bool,
                 objective: str | None, workers_per_trial: int, time_budget: str | float | None,
-                estimate: bool, init: list[str] | None = None, mlflow: str | None = None) -> SweepPlan:
+                estimate: bool, init: list[str] | None = None, mlflow: str | None = None,
+                fold: int = 0, nested: str | None = None) -> SweepPlan:
     """Check the request, load and resolve the space against the data and the models, and settle
     the Tune settings; a resumed sweep takes its budget and resolution from its first run. Every
     mistake found here stops the command before Ray starts."""
@@ -124,7 +126,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
         preparation = family.prepare(adapter, results)
         space = space.without(list(preparation.drop))
     root = paths.data_root(data_root)
-    ready, samples_indexed, n_train = prepare_data(dataset, root, cache, verbose)
+    # fold: the outer fold a nested benchmark searches inside (its training subjects only)
+    ready, samples_indexed, n_train = prepare_data(dataset, root, cache, verbose, fold=fold)
     run_name = name or f"{dataset}-{family.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     settings = SweepSettings(
         name=run_name, storage=paths.storage_path(storage, results),
@@ -142,6 +145,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
         cpus_per_trial, settings.samples, address=address, workers_per_trial=workers_per_trial,
         gpus_per_trial=gpus_per_trial))
     extra_fixed = fixed_keys(family, preparation, space, settings, dataset=dataset, n_train=n_train, root=root)
+    if fold:
+        extra_fixed["data.fold"] = fold
     # --init REF: more model.init choices (a resume takes its first run's, kept in the sweep meta)
     init = list(meta.get("init_added") or []) if resume else list(init or [])
     if not resume:
@@ -164,7 +169,7 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
                      results=results, root=root, resume=resume, seed=seed, address=address,
                      time_budget_s=time_budget_s, estimate=sweep_estimate, called=called,
                      resume_command=resume_command(family.name, dataset, run_name, options),
-                     meta=meta if resume else None, init_added=init)
+                     meta=meta if resume else None, init_added=init, nested=nested)
 
 
 def check_request(*, samples: int | None, max_epochs: int | None, resume: bool, name: str | None) -> None:
@@ -194,11 +199,11 @@ def family_space(family: SearchFamily, dataset: str, space_path: str | None, dev
     return space
 
 
-def prepare_data(dataset: str, root: str | None, cache: Path, verbose: int):
+def prepare_data(dataset: str, root: str | None, cache: Path, verbose: int, fold: int = 0):
     """Index, split and prepare the dataset once on the driver: generation and caching happen
     here, not in N racing trials, and a leaky or malformed dataset stops the sweep before any
     trial starts. Returns the adapter that indexed it, its samples and the training split's size."""
-    ready, indexed, splits = load_splits(dataset, 0, root, cache)
+    ready, indexed, splits = load_splits(dataset, fold, root, cache)
     if indexed.copies:  # the official test split stays whole; its copies leave training (data.base)
         print(describe_copies(indexed.copies, dataset), flush=True)
     ready.prepare(indexed.samples, Path(root) if root else None, cache, progress=verbose > 0)
@@ -437,7 +442,7 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
         checkpoint=str(fitted.keep), resumed=plan.resume, run_path=plan.run_path,
         objectives=[space.metric, *(m for m, _ in settings.extra_objectives)] if multi else [],
         pareto=outcome.pareto if multi else [],
-        interrupted=fitted.interrupted,
+        interrupted=fitted.interrupted, nested=plan.nested,
     )
     if plan.resume:  # one sweep, one current record: this one replaces what earlier runs recorded
         record.supersedes = [r.id for r in current_records(load_records(plan.results))

@@ -22,7 +22,7 @@ TOP_KEYS = {"schema", "family", "modality", "objective", "budget", "searcher", "
 DEVICE_KEYS = {"budget", "scheduler", "fixed", "params", "lists"}
 DEVICES = ("cpu", "gpu")
 SUB_KEYS = {
-    "objective": {"metric", "mode"},
+    "objective": {"metric", "mode", "folds"},
     "budget": {"samples", "max_epochs", "time_budget"},
     "searcher": {"name", "sampler", "seed", "n_startup_trials"},
     "scheduler": {"name", "grace_period", "reduction_factor", "max_t", "data_fraction"},
@@ -326,6 +326,13 @@ def _build(raw: dict, path: Path) -> SearchSpace:
     overlap = seen & set(fixed)
     if overlap:
         raise UserError(f"{where!r}: {sorted(overlap)[0]!r} is both fixed and searched")
+    # a k-fold objective: every trial trains on objective.folds inner folds of the training data and
+    # reports their mean (bench.training.inner_trials); a trial config carries it as data.inner_folds
+    folds = _positive_int(objective.get("folds", 1), "objective.folds", where)
+    if folds > 1:
+        if "data.inner_folds" in fixed or "data.inner_folds" in seen:
+            raise UserError(f"{where!r}: set the k-fold objective with objective.folds, not data.inner_folds")
+        fixed = {**fixed, "data.inner_folds": folds}
     space = SearchSpace(
         path=where, family=family, metric=metric, mode=mode, samples=samples,
         max_epochs=max_epochs, searcher=searcher, scheduler=scheduler, fixed=dict(fixed),

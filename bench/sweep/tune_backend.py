@@ -15,7 +15,7 @@ from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
 from bench.sweep.run_settings import SweepSettings, run_config
 from bench.sweep.spaces import SearchSpace
-from bench.sweep.trials import best_row
+from bench.sweep.trials import best_row, tiebreak
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -370,7 +370,8 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
                         + (f"; first error: {reasons[0]}" if reasons else ""))
 
     # over every epoch of every trial that ran (scope "all"), by the one best-of rule (results.selection)
-    best = best_of(scored, lambda r: float(best_row(r.metrics_dataframe, metric, mode)[metric]), mode)
+    best = best_of(scored, lambda r: float(best_row(r.metrics_dataframe, metric, mode)[metric]), mode,
+                   tiebreak=lambda r: tiebreak(best_row(r.metrics_dataframe, metric, mode), metric))
     row = best_row(best.metrics_dataframe, metric, mode)
     try:
         checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint

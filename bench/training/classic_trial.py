@@ -89,8 +89,9 @@ def run_classic_trial(cfg: TrialConfig, config: dict, *, cache_dir: Path, report
     common = dict(cache_dir=Path(cache_dir), data_root=data_root or cfg.data.data_root,
                   image_size=cfg.data.image_size)
     train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec, augment=False,
-                               refit=cfg.data.refit, **common)
-    val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, **common)
+                               refit=cfg.data.refit, inner=cfg.data.inner(), **common)
+    val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, inner=cfg.data.inner(),
+                             **common)
     train_loader, val_loader = _loader(train_set), _loader(val_set)
     x = torch.cat([model.forward_features(b) for b, _ in train_loader]).numpy()
     y = train_set.labels.numpy()

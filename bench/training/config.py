@@ -42,6 +42,15 @@ class DataConfig:
     # train on train + val (`benchmark --refit`): the validation split is then seen data, so its
     # scores select nothing; the epoch count comes from the sweep (train.stop_epoch)
     refit: bool = False
+    # a k-fold objective (space ``objective.folds``): the trial trains one model per inner fold of
+    # the fold's training data and reports their mean (``training.inner_trials``); inner_fold is
+    # the one inner fold a single model trains on (set by that runner, never by a space)
+    inner_folds: int = 1
+    inner_fold: int | None = None
+
+    def inner(self) -> tuple[int, int] | None:
+        """(folds, j) when this model trains on inner fold j; None for the fold's own split."""
+        return None if self.inner_fold is None or self.refit else (self.inner_folds, self.inner_fold)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,10 @@ def build_parts(cfg: TrialConfig, cache_dir: Path, data_root: str | None = None)
     common = dict(cache_dir=cache_dir, data_root=data_root or cfg.data.data_root,
                   image_size=cfg.data.image_size)
     train_set = create_dataset(cfg.data.dataset, "train", cfg.data.fold, model.input_spec,
-                               augment=cfg.data.augment, seed=cfg.train.seed, refit=cfg.data.refit, **common)
-    val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, **common)
+                               augment=cfg.data.augment, seed=cfg.train.seed, refit=cfg.data.refit,
+                               inner=cfg.data.inner(), **common)
+    val_set = create_dataset(cfg.data.dataset, "val", cfg.data.fold, model.input_spec, inner=cfg.data.inner(),
+                             **common)
     apply_recipe(cfg, train_set, model.input_spec)
     pin = device.type == "cuda"
     generator = torch.Generator().manual_seed(cfg.train.seed)
@@ -256,6 +258,23 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
     DistributedDataParallel and a distributed sampler (``tune_backend``'s multi-worker trials).
     """
     cfg = TrialConfig.from_flat(config)
+    if cfg.data.inner_folds > 1 and cfg.data.inner_fold is None and not cfg.data.refit:
+        from bench.training.inner_trials import run_inner_folds  # a k-fold objective: K models in step
+
+        return run_inner_folds(config, cache_dir=cache_dir, report=report, trial_epochs=trial_epochs,
+                               data_root=data_root)
+    for metrics, save in trial_epochs(config, cache_dir=cache_dir, data_root=data_root, resume_state=resume_state,
+                                      prepare=prepare):
+        with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
+            save(Path(tmp))
+            report(metrics, Path(tmp))
+
+
+def trial_epochs(config: dict, *, cache_dir: str | Path, data_root: str | None = None,
+                 resume_state: dict | None = None, prepare: Callable[[TrialParts], TrialParts] | None = None):
+    """``run_trial``'s epochs as a generator of (metrics, save): ``save(folder)`` writes that epoch's
+    checkpoint. A k-fold objective advances one generator per inner fold in step."""
+    cfg = TrialConfig.from_flat(config)
     seed_everything(cfg.train.seed)
     from bench.training import classic_trial
 
@@ -265,8 +284,8 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         raise UserError(f"{cfg.model.name} fits a scikit-learn head on fixed features: model.init has nothing "
                         f"to start")
     if classic_trial.is_classic(cfg):  # a scikit-learn head: fitted once, one report
-        return classic_trial.run_classic_trial(cfg, config, cache_dir=Path(cache_dir), report=report,
-                                               data_root=data_root)
+        yield from _classic_epochs(cfg, config, Path(cache_dir), data_root)
+        return
     parts = build_parts(cfg, Path(cache_dir), data_root)
     clips = classic_trial.validation_clips(cfg, Path(cache_dir), data_root, parts.val_loader, parts.model.input_spec,
                                            parts.train_loader.dataset)
@@ -347,12 +366,32 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
             "latency_ms": latency,
             "epoch_s": time.perf_counter() - t0,
         }
-        with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
-            save_checkpoint(tmp, model=scored_bare, optimizer=parts.optimizer, scheduler=parts.scheduler,
+
+        def save(folder: Path, epoch=epoch, scored_bare=scored_bare, val=val, clip=clip, svm=svm) -> None:
+            save_checkpoint(folder, model=scored_bare, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, epoch=epoch, config=config,
                             train_model=bare_model if parts.ema is not None else None,
                             extra={"val": {k: val[k] for k in ("accuracy", "uar", "macro_f1")}, **clip,
                                    "preprocessing": preprocessing})
             if svm is not None:
-                save_estimator(tmp, svm)
-            report(metrics, Path(tmp))
+                save_estimator(folder, svm)
+
+        yield metrics, save
+
+
+def _classic_epochs(cfg: TrialConfig, config: dict, cache_dir: Path, data_root: str | None):
+    """A scikit-learn head's one report as one (metrics, save) step: its checkpoint is copied
+    out of the fit's temporary folder so ``save`` can write it later."""
+    import shutil
+
+    from bench.training import classic_trial
+
+    got = []
+    with tempfile.TemporaryDirectory(prefix="fer-classic-") as keep:
+        def capture(metrics, directory):
+            shutil.copytree(directory, keep, dirs_exist_ok=True)
+            got.append(metrics)
+
+        classic_trial.run_classic_trial(cfg, config, cache_dir=cache_dir, report=capture, data_root=data_root)
+        for metrics in got:
+            yield metrics, lambda folder: shutil.copytree(keep, folder, dirs_exist_ok=True)
