@@ -66,37 +66,19 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
     Each fold x seed is tested and appended to the store as soon as it finishes, so a killed driver
     loses no finished fold; ``resume`` continues the benchmark ``name`` (default: the latest one of
     this sweep under the storage) through ``Tuner.restore``: recorded folds stay, only the rest run.
-    ``ensemble`` K (at least 2): the top-K configs are retrained (``top_k`` is raised to K) and
-    each fold x seed's K members' averaged probabilities are also tested as one ``kind: ensemble``
-    record (``bench.sweep.ensemble``). ``nested``: search then refit inside each outer fold
-    (``bench.sweep.nested``).
-    Returns every record of the benchmark, those of earlier runs of it included."""
+    ``ensemble``: ``sweep.ensemble``; ``nested``: ``sweep.nested``. Returns the benchmark's records."""
     from bench.sweep import benchmark as bm
     from bench.sweep.search import mlflow_uri
 
-    if top_k < 1 or seeds < 1:
-        raise UserError("--top-k and --seeds must be at least 1")
-    if ensemble == 1 or ensemble < 0:
-        raise UserError("--ensemble needs at least 2 members (one member is the single leader: --top-k 1)")
-    if ensemble and eval_dataset:
-        raise UserError("--ensemble retrains members on the protocol's folds; it does not combine with --eval-dataset")
-    top_k = max(top_k, ensemble)
-    if space_path and not nested:
-        raise UserError("--space names the space a --nested benchmark searches; a plain benchmark retrains "
-                        "the recorded sweep's configurations")
+    top_k = bm.check_request(top_k=top_k, seeds=seeds, ensemble=ensemble, eval_dataset=eval_dataset,
+                             space_path=space_path, nested=nested, refit=refit)
+    if eval_dataset and resume:
+        raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation (--eval-dataset) is "
+                        "one step and has nothing to resume")
     if nested:
-        from bench.sweep.nested import check_nested_request
-
-        check_nested_request(top_k=top_k, ensemble=ensemble, eval_dataset=eval_dataset, refit=refit)
-        return _nested_benchmark(dataset, family, seeds=seeds, space_path=space_path, cpus_per_trial=cpus_per_trial,
-                                 gpus_per_trial=gpus_per_trial, address=address, storage=storage,
-                                 data_root=data_root, cache_dir=cache_dir, results_dir=results_dir,
-                                 verbose=verbose, name=name, mlflow=mlflow)
+        return _nested_benchmark(dataset, family, **{k: v for k, v in locals().items() if k in NESTED_ARGS})
     results, cache = paths.results_dir(results_dir), paths.cache_dir(cache_dir)
     source = bm.source_search_record(load_records(results), dataset, family, run=source_run)
-    if eval_dataset and resume:
-        raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation "
-                        "(--eval-dataset) is one step and has nothing to resume")
     if eval_dataset:
         return [bm.cross_corpus_record(source, dataset, family, eval_dataset, results=results, cache=cache,
                                        data_root=paths.data_root(eval_data_root))]
@@ -107,6 +89,11 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
                              gpus_per_trial=gpus_per_trial, address=address, verbose=verbose,
                              mlflow_uri=mlflow_uri(mlflow), ensemble=ensemble, folds=folds, nested=nested_name)
     return bm.run_benchmark(plan, address)
+
+
+# what a nested benchmark passes on to each fold's search and refit
+NESTED_ARGS = ("seeds", "space_path", "cpus_per_trial", "gpus_per_trial", "address", "storage", "data_root",
+               "cache_dir", "results_dir", "verbose", "name", "mlflow")
 
 
 def _nested_benchmark(dataset: str, family: str, *, seeds: int, space_path: str | None, cpus_per_trial: float,

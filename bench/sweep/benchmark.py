@@ -33,6 +33,26 @@ from bench.training.metrics import classification_metrics
 from bench.training.trainable import pick_device
 
 
+def check_request(*, top_k: int, seeds: int, ensemble: int, eval_dataset: str | None, space_path: str | None,
+                  nested: bool, refit: bool) -> int:
+    """Refuse what a benchmark cannot do, in one sentence; return the configs to retrain (an
+    ensemble of K retrains the top K)."""
+    if top_k < 1 or seeds < 1:
+        raise UserError("--top-k and --seeds must be at least 1")
+    if ensemble == 1 or ensemble < 0:
+        raise UserError("--ensemble needs at least 2 members (one member is the single leader: --top-k 1)")
+    if ensemble and eval_dataset:
+        raise UserError("--ensemble retrains members on the protocol's folds; it does not combine with --eval-dataset")
+    if space_path and not nested:
+        raise UserError("--space names the space a --nested benchmark searches; a plain benchmark retrains "
+                        "the recorded sweep's configurations")
+    if nested:
+        from bench.sweep.nested import check_nested_request
+
+        check_nested_request(top_k=top_k, ensemble=ensemble, eval_dataset=eval_dataset, refit=refit)
+    return max(top_k, ensemble)
+
+
 def source_search_record(records: list[Record], dataset: str, family: str, run: str | None = None) -> Record:
     """The sweep a benchmark retrains: the recorded sweep of dataset/family with the best
     validation score, by the same rule as ``best:`` references (``results.best_record``); the
