@@ -113,6 +113,8 @@ def plan_search(family_name: str, dataset: str, *, space_path: str | None, sampl
     mistake found here stops the command before Ray starts."""
     called = time.time()
     check_request(samples=samples, max_epochs=max_epochs, resume=resume, name=name)
+    if address:  # before the data work: a cluster that does not answer is said at once
+        tune_backend.check_reachable(address)
     family, adapter = family_and_data(family_name, dataset)
     device = "gpu" if gpus_per_trial else "cpu"
     space = family_space(family, dataset, space_path, device)

@@ -26,7 +26,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     import ray
 
     if address:  # even when this process already runs Ray: an --address nobody answers is an error
-        _check_reachable(address)
+        check_reachable(address)
     if ray.is_initialized():
         if not dashboard or _has_dashboard():
             return
@@ -85,7 +85,7 @@ def _has_dashboard() -> bool:
         return False
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UserError(f"--address must be HOST:PORT (e.g. 127.0.0.1:6379), got {address!r}")
