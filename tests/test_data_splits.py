@@ -85,7 +85,12 @@ def fakes(tmp_path_factory) -> dict[str, Path]:
     return roots
 
 
-@pytest.mark.parametrize("name", [*ON_DISK, "ck48"])
+# the large synthetic sets generate thousands of files (~20 s each): the slow stage checks them
+LARGE = {"synthetic-large", "synthetic-voice-large"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in LARGE else n
+                                  for n in [*ON_DISK, "ck48"]])
 def test_every_fake_dataset_protocol(fakes, tmp_path, name):
     adapter = get_adapter("ckplus" if name == "ck48" else name)
     samples = adapter.index(fakes[name], tmp_path / "cache").samples
