@@ -333,6 +333,9 @@ class EpochTimer:
         scored = ema.module if ema is not None else model
         val_batches = list(DataLoader(Subset(val_set, range(min(n_val, 256))),
                                       batch_size=max(cfg.train.batch_size, 128)))
+        # an untimed first call: its code (and, on a cold page cache, the libraries' pages it runs)
+        # loads once per process, not once per sample
+        evaluate(scored, val_batches[:1], task, device=device, channels_last=cfg.train.channels_last, tta=cfg.data.tta)
         start = time.perf_counter()
         evaluate(scored, val_batches, task, device=device, channels_last=cfg.train.channels_last, tta=cfg.data.tta)
         val_s = (time.perf_counter() - start) / sum(len(b[1]) for b in val_batches) * n_val
