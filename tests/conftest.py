@@ -22,6 +22,25 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fer-cache")
 
 
+TINY_FACE_SPACE = """
+schema: 1
+modality: face
+budget: {samples: 3, max_epochs: 1}
+scheduler: {name: fifo}
+fixed: {data.image_size: 32, model.name: fer_cnn}
+params:
+  optim.lr: {float: [1.0e-3, 1.0e-2], log: true}
+"""
+
+
+@pytest.fixture
+def tiny_face_space(tmp_path) -> Path:
+    """A 3-trial, 1-epoch fer_cnn space at 32 px: the sweep the benchmark tests retrain."""
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY_FACE_SPACE)
+    return path
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op torch thread for model builds and small forward passes: the test machine's 2

@@ -7,16 +7,6 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.sweep.benchmark import expand_jobs, source_search_record
 
-SPACE = """
-schema: 1
-modality: face
-budget: {samples: 3, max_epochs: 1}
-scheduler: {name: fifo}
-fixed: {data.image_size: 32, model.name: fer_cnn}
-params:
-  optim.lr: {float: [1.0e-3, 1.0e-2], log: true}
-"""
-
 
 def test_jobs_cover_every_fold_and_seed_of_each_config():
     jobs = expand_jobs([{"model.name": "a"}, {"model.name": "b"}], folds=3, seeds=2)
@@ -32,9 +22,8 @@ def test_benchmark_without_a_sweep_says_which_command_to_run():
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_benchmark_retrains_top_k_on_every_fold(tmp_path, cache_dir, capsys):
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
+def test_benchmark_retrains_top_k_on_every_fold(tmp_path, cache_dir, capsys, tiny_face_space):
+    space = tiny_face_space
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(tmp_path / "results"), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "b", *common]) == 0
     assert main(["benchmark", "--dataset", "synthetic", "--top-k", "2", "--no-refit", *common]) == 0
@@ -54,9 +43,10 @@ def test_benchmark_retrains_top_k_on_every_fold(tmp_path, cache_dir, capsys):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, cache_dir, capsys):
-    space = tmp_path / "space.yaml"
-    space.write_text(SPACE.replace("samples: 3, max_epochs: 1", "samples: 2, max_epochs: 3"))
+def test_refit_retrains_on_train_plus_val_up_to_the_sweeps_best_epoch(tmp_path, cache_dir, capsys,
+                                                                    tiny_face_space):
+    space = tiny_face_space
+    space.write_text(space.read_text().replace("samples: 3, max_epochs: 1", "samples: 2, max_epochs: 3"))
     results = tmp_path / "results"
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "r", *common]) == 0

@@ -135,17 +135,9 @@ def test_ensemble_row_sums_costs_names_members_and_is_paired_with_the_single_lea
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_benchmark_ensemble_records_one_row_per_fold_beside_its_members(tmp_path, cache_dir, capsys):
-    space = tmp_path / "space.yaml"
-    space.write_text("""
-schema: 1
-modality: face
-budget: {samples: 3, max_epochs: 1}
-scheduler: {name: fifo}
-fixed: {data.image_size: 32, model.name: fer_cnn}
-params:
-  optim.lr: {float: [1.0e-3, 1.0e-2], log: true}
-""")
+def test_benchmark_ensemble_records_one_row_per_fold_beside_its_members(tmp_path, cache_dir, capsys,
+                                                                      tiny_face_space):
+    space = tiny_face_space
     results = tmp_path / "results"
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "e", *common]) == 0
