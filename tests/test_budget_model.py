@@ -3,7 +3,15 @@ its per-sample costs and the fraction schedule, and the sweep replayed on its co
 under ASHA's own rule."""
 import pytest
 
-from bench.sweep.budget import STARTUP_S, TrialCost, asha_epochs_per_trial, estimate_sweep, simulate_sweep
+from bench.sweep.budget import (
+    ESTIMATE_DRAWS,
+    STARTUP_S,
+    TrialCost,
+    asha_epochs_per_trial,
+    estimate_sweep,
+    representative_configs,
+    simulate_sweep,
+)
 from bench.sweep.spaces import load_space
 
 FIFO = {"name": "fifo"}
@@ -75,12 +83,66 @@ def test_estimate_sweep_with_injected_costs(tmp_path):
     est = estimate_sweep(load_space(path), samples=6, max_epochs=9, extra_fixed={"data.dataset": "synthetic"},
                          cache_dir=tmp_path, data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=timer,
                          worker_start_s=6.0)
-    assert [c["model.name"] for c in seen] == ["fer_cnn", "timm/resnet10t"]
+    # ESTIMATE_DRAWS configurations, the models in turn (the order the replay gives them to trials)
+    assert [c["model.name"] for c in seen] == ["fer_cnn", "timm/resnet10t"] * (ESTIMATE_DRAWS // 2)
+    assert all(1.0e-3 <= c["optim.lr"] <= 1.0e-2 for c in seen) and len({c["optim.lr"] for c in seen}) > 1
     assert est.per_model == {"fer_cnn": pytest.approx(3.4), "timm/resnet10t": pytest.approx(8.4)}
     wall, epochs = simulate_sweep(list(costs.values()), samples=6, max_epochs=9, concurrent=est.concurrent,
                                   scheduler=load_space(path).scheduler)
     assert est.seconds == pytest.approx(STARTUP_S + 6.0 + wall) and est.epochs_per_trial == pytest.approx(epochs)
     assert est.to_dict()["setup_seconds"] == 3.0
+
+
+CHOICES = """
+schema: 1
+modality: face
+budget: {samples: 10, max_epochs: 9}
+scheduler: {name: asha, grace_period: 3, reduction_factor: 3}
+fixed: {data.image_size: 48, model.name: fer_cnn}
+params:
+  model.width:      {choice: [24, 32]}
+  model.convs:      {choice: [1, 2]}
+  model.blocks:     {int: [3, 4]}
+  model.hidden:     {choice: [256, 512], when: {model.convs: [2]}}
+  train.batch_size: {choice: [64, 128]}
+"""
+
+
+def test_the_estimate_averages_configurations_drawn_across_the_choices(tmp_path):
+    # FER2013's CPU default: its cheapest fer_cnn trains ~7x faster than its dearest; the old
+    # estimate timed the "middle" of each list, which for two choices is the second (the dearer)
+    # of every one, and printed 71 min for a sweep whose trials ran far faster
+    path = tmp_path / "space.yaml"
+    path.write_text(CHOICES)
+    space = load_space(path)
+    seen = []
+
+    def timer(config):
+        seen.append(config)
+        scale = (config["model.width"] / 24) ** 2 * config["model.convs"] * (config["model.blocks"] - 2)
+        return TrialCost(1.0, 0.001 * scale, 1.0, 1000, 0.0)
+
+    est = estimate_sweep(space, samples=10, max_epochs=9, extra_fixed={"data.dataset": "synthetic"},
+                         cache_dir=tmp_path, data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=timer,
+                         worker_start_s=0.0)
+    timed = list(seen)
+    dearest = timer({"model.width": 32, "model.convs": 2, "model.blocks": 4}).epoch_seconds()
+    cheapest = timer({"model.width": 24, "model.convs": 1, "model.blocks": 3}).epoch_seconds()
+    draws = representative_configs(space, {"data.dataset": "synthetic"})
+    assert len(draws) == ESTIMATE_DRAWS
+    for config in draws:  # each a configuration the sweep could sample: conditions and ranges held
+        assert config["model.width"] in (24, 32) and config["model.blocks"] in (3, 4)
+        assert ("model.hidden" in config) == (config["model.convs"] == 2)
+    assert len({(c["model.width"], c["model.convs"], c["model.blocks"]) for c in draws}) > 2
+    assert len(timed) == len({repr(sorted(c.items())) for c in draws})  # equal draws are timed once
+    assert cheapest < est.per_model["fer_cnn"] < dearest
+    # the mean of the draws' epochs, not one corner's
+    assert est.per_model["fer_cnn"] == pytest.approx(sum(timer(c).epoch_seconds() for c in draws) / len(draws))
+    # drawn from a seed: the same space prints the same estimate
+    again = estimate_sweep(space, samples=10, max_epochs=9, extra_fixed={"data.dataset": "synthetic"},
+                           cache_dir=tmp_path, data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=timer,
+                           worker_start_s=0.0)
+    assert again.seconds == est.seconds
 
 
 def test_a_k_fold_objective_costs_its_folds_in_the_estimate(tmp_path):

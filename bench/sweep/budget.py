@@ -1,9 +1,9 @@
 """Time budgets: ``30m``-style durations, and the sweep's expected duration from measured costs.
 
-The estimate measures what a trial of each model the space can sample costs here (a
-representative configuration each, through the trial's own ``build_parts``, loader,
-``train_one_epoch``, ``evaluate`` and checkpoint; as many copies stepping at once as the sweep runs
-trials side by side), then replays the sweep: trials started in order on the concurrent slots,
+The estimate measures what a trial of each model the space can sample costs here (a few
+configurations drawn as the sweep's random first trials draw them, through the trial's own
+``build_parts``, loader, ``train_one_epoch``, ``evaluate`` and checkpoint; as many copies stepping
+at once as the sweep runs trials side by side), then replays the sweep: trials started in order on the concurrent slots,
 ASHA's rule deciding at each rung with the results it has by then, each epoch on its share of the
 training set (``train.data_fractions``) plus a full validation pass. The record keeps the estimate
 (``budget.estimated_seconds``) beside the sweep's measured ``wall_seconds``.
@@ -186,28 +186,49 @@ def worker_start_seconds(timeout: float = 600.0) -> float:
     return time.perf_counter() - start
 
 
-def representative_configs(space, extra_fixed: dict) -> list[dict]:
-    """One configuration per model the space samples: the middle of each choice list and range
-    (geometric middle for log ranges), conditions applied in file order."""
+# How many configurations the estimate times (spread over the space's models, at least one each):
+# a space's choices span a wide range of costs (the FER2013 CPU default's cheapest trial epoch is
+# ~7x faster than its dearest), and its first trials are drawn at random (Optuna's TPE starts with
+# random trials), so the mean over a few random draws is what an average trial costs.
+ESTIMATE_DRAWS = 6
+
+
+def representative_configs(space, extra_fixed: dict, draws: int = ESTIMATE_DRAWS, seed: int = 0) -> list[dict]:
+    """Configurations drawn as the sweep's random first trials draw them, ``ceil(draws / models)``
+    for each model the space samples, in round-robin order of the models (the order in which the
+    replay gives them to its trials): each active param drawn uniformly from its choices or range
+    (log-uniform for log ranges), conditions applied in file order."""
+    import random
+
     from bench.sweep.feasibility import model_values
 
     models = model_values(space) or [None]
+    rng = random.Random(seed)
+    per_model = max(1, math.ceil(draws / len(models)))
     out = []
-    for model in models:
-        config = {**space.fixed, **extra_fixed}
-        if model is not None:
-            config["model.name"] = model
-        for p in space.params:
-            if p.key == "model.name" or not p.active(config):
-                continue
-            if p.kind == "choice":
-                config[p.key] = p.values[len(p.values) // 2]
-            else:
-                low, high = p.values
-                mid = math.sqrt(low * high) if p.log else (low + high) / 2
-                config[p.key] = int(round(mid)) if p.kind == "int" else mid
-        out.append(config)
+    for _ in range(per_model):
+        for model in models:
+            config = {**space.fixed, **extra_fixed}
+            if model is not None:
+                config["model.name"] = model
+            for p in space.params:
+                if p.key == "model.name" or not p.active(config):
+                    continue
+                config[p.key] = _draw(p, rng)
+            out.append(config)
     return out
+
+
+def _draw(p, rng) -> object:
+    if p.kind == "choice":
+        return rng.choice(list(p.values))
+    low, high = p.values
+    if p.kind == "int":
+        if p.step:
+            return rng.choice(range(int(low), int(high) + 1, int(p.step)))
+        return int(round(math.exp(rng.uniform(math.log(low), math.log(high))))) if p.log and low > 0 \
+            else rng.randint(int(low), int(high))
+    return math.exp(rng.uniform(math.log(low), math.log(high))) if p.log and low > 0 else rng.uniform(low, high)
 
 
 class EpochTimer:
@@ -377,9 +398,10 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
     timer = timer or EpochTimer(cache_dir=cache_dir, data_root=data_root, threads=int(cpus_per_trial),
                                 concurrent=concurrent if device == "cpu" and not address else 1)
     fractions = list(extra_fixed.get("train.data_fractions") or space.fixed.get("train.data_fractions") or [])
-    per_model, costs = {}, []
+    per_model, costs, timed = {}, [], {}
     for config in representative_configs(space, extra_fixed):
-        cost = timer(config)
+        key = repr(sorted(config.items(), key=lambda kv: kv[0]))
+        cost = timed[key] = timed[key] if key in timed else timer(config)  # equal draws timed once
         if workers_per_trial > 1:  # data-parallel workers split each epoch's samples
             cost = TrialCost(cost.setup_s, cost.train_s / workers_per_trial, cost.val_s, cost.n_train,
                              cost.epoch_overhead_s, cost.one_shot_s)
@@ -388,7 +410,8 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
             cost = TrialCost(cost.setup_s * folds, cost.train_s * folds, cost.val_s * folds, cost.n_train,
                              cost.epoch_overhead_s, cost.one_shot_s * folds if cost.one_shot_s else None)
         costs.append(cost)
-        per_model[str(config.get("model.name"))] = cost.one_shot_s or cost.epoch_seconds()
+        per_model.setdefault(str(config.get("model.name")), []).append(cost.one_shot_s or cost.epoch_seconds())
+    per_model = {model: sum(seconds) / len(seconds) for model, seconds in per_model.items()}
     wall, epochs = simulate_sweep(costs, samples=samples, max_epochs=max_epochs, concurrent=concurrent,
                                   scheduler=space.scheduler, fractions=fractions)
     epoch = sum(per_model.values()) / len(per_model)
