@@ -222,7 +222,8 @@ def cli_argv(tmp_path, cache_dir, name, *extra):
 
 
 def start(argv):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a user's shell: no RAY_AUTH_MODE (an earlier in-process sweep of this pytest run sets it)
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}, "PYTHONUNBUFFERED": "1"}
     # its own session, as a job under a scheduler: SIGKILL goes to the group (the node is lost),
     # SIGTERM and SIGINT to the driver (as `timeout`, Kubernetes and Ctrl-C's fer-bench process get them)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
@@ -322,6 +323,7 @@ def check_one_true_record(tmp_path, name, log, snapshots, final_out):
             assert "Tuner.restore" not in out, out
             assert code in (128 + signal.Signals[how].value, 0), out
     assert "Traceback" not in final_out and "Tuner.restore" not in final_out, final_out
+    assert "Token authentication" not in final_out, final_out  # Ray's warning on every local sweep
     records = load_records(tmp_path / "results")
     current = [r for r in current_records(records) if r.run == name]
     assert len(current) == 1, [(r.id, r.interrupted, r.supersedes) for r in records]

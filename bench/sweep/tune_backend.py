@@ -3,6 +3,7 @@
 picks every best epoch). Trials run in ``ray_trial`` (single-process) and ``ddp`` (multi-worker)."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         # running on this machine (another user's sweep) and share its CPUs
         if dashboard:
             _pin_dashboard(kwargs)
+        # Ray enables token authentication for a new local cluster when RAY_AUTH_MODE is unset, and
+        # says so in a WARNING on every sweep; the protection stays, the line goes
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
