@@ -83,12 +83,14 @@ def test_estimate_sweep_with_injected_costs(tmp_path):
     est = estimate_sweep(load_space(path), samples=6, max_epochs=9, extra_fixed={"data.dataset": "synthetic"},
                          cache_dir=tmp_path, data_root=None, cpus_per_trial=1, gpus_per_trial=0, timer=timer,
                          worker_start_s=6.0)
-    # ESTIMATE_DRAWS configurations, the models in turn (the order the replay gives them to trials)
-    assert [c["model.name"] for c in seen] == ["fer_cnn", "timm/resnet10t"] * (ESTIMATE_DRAWS // 2)
+    # the sweep's first draws, in its order (each timed once), and the replay gives them to its trials in turn
+    draws = representative_configs(load_space(path), {"data.dataset": "synthetic"})
+    assert seen == draws and len(draws) == ESTIMATE_DRAWS
     assert all(1.0e-3 <= c["optim.lr"] <= 1.0e-2 for c in seen) and len({c["optim.lr"] for c in seen}) > 1
+    assert {c["model.name"] for c in draws} == {"fer_cnn", "timm/resnet10t"}
     assert est.per_model == {"fer_cnn": pytest.approx(3.4), "timm/resnet10t": pytest.approx(8.4)}
-    wall, epochs = simulate_sweep(list(costs.values()), samples=6, max_epochs=9, concurrent=est.concurrent,
-                                  scheduler=load_space(path).scheduler)
+    wall, epochs = simulate_sweep([costs[c["model.name"]] for c in draws], samples=6, max_epochs=9,
+                                  concurrent=est.concurrent, scheduler=load_space(path).scheduler)
     assert est.seconds == pytest.approx(STARTUP_S + 6.0 + wall) and est.epochs_per_trial == pytest.approx(epochs)
     assert est.to_dict()["setup_seconds"] == 3.0
 

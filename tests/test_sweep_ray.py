@@ -35,6 +35,16 @@ def test_tiny_sweep_records_a_test_result_and_a_leaderboard(tmp_path, cache_dir,
     assert 0.0 <= record["test"]["uar"] <= 1.0 and record["test"]["samples"] > 0
     assert record["space_hash"] and record["provenance"]["versions"]["ray"]
     assert (results / "runs" / "tiny").is_dir()
+    # the estimate timed the very configurations the sweep's searcher then drew, in its order
+    from bench.sweep.budget import representative_configs
+    from bench.sweep.spaces import load_space
+
+    ran = []
+    for folder in sorted((results / "runs" / "tiny").glob("fer_trial_*"), key=lambda f: int(f.name.split("_")[3])):
+        config = json.loads((folder / "result.json").read_text().splitlines()[0])["config"]
+        ran.append({k: config[k] for k in ("model.name", "optim.lr", "train.batch_size")})
+    drawn = representative_configs(load_space(space), {}, draws=3, seed=0)
+    assert ran == [{k: c[k] for k in ("model.name", "optim.lr", "train.batch_size")} for c in drawn]
     assert (results / "models" / "tiny" / "checkpoint.pt").is_file()
 
     capsys.readouterr()

@@ -1,11 +1,11 @@
 """Time budgets: ``30m``-style durations, and the sweep's expected duration from measured costs.
 
-The estimate measures what a trial of each model the space can sample costs here (a few
-configurations drawn as the sweep's random first trials draw them, through the trial's own
-``build_parts``, loader, ``train_one_epoch``, ``evaluate`` and checkpoint; as many copies stepping
-at once as the sweep runs trials side by side), then replays the sweep: trials started in order on the concurrent slots,
-ASHA's rule deciding at each rung with the results it has by then, each epoch on its share of the
-training set (``train.data_fractions``) plus a full validation pass. The record keeps the estimate
+The estimate measures what the sweep's trials cost here (the first configurations its searcher
+will draw, each through the trial's own ``build_parts``, loader, ``train_one_epoch``, ``evaluate``
+and checkpoint, slowed by the cores' share the sweep's concurrent trials leave each), then replays
+the sweep: trials started in order on the concurrent slots, ASHA's rule deciding at each rung with
+the results it has by then, each epoch on its share of the training set
+(``train.data_fractions``) plus a full validation pass. The record keeps the estimate
 (``budget.estimated_seconds``) beside the sweep's measured ``wall_seconds``.
 """
 from __future__ import annotations
@@ -21,6 +21,8 @@ from bench.sweep.durations import parse_duration  # noqa: F401  (also budget's, 
 
 
 def format_duration(seconds: float) -> str:
+    if 0 < seconds < 0.5:
+        return "<1 s"  # a scikit-learn head's whole fit, say: not "0 s"
     seconds = max(0, round(seconds))
     if seconds < 90:
         return f"{seconds} s"
@@ -161,11 +163,12 @@ class Estimate:
                 "per_model_epoch_seconds": {k: round(v, 2) for k, v in self.per_model.items()}}
 
 
-# Measured on this 2-core machine (docs/large-sets.md, "The sweep's estimate"): starting Ray
-# (`fer-bench perf ray`), and what Tune adds to each trial (scheduling it, its result and checkpoint
-# through the driver) beyond the trial's own work. A fresh worker's imports are measured each time
-# (``worker_start_seconds``): under load they took minutes.
-STARTUP_S = 15.0
+# Measured on this 2-core machine (docs/large-sets.md, "The sweep's estimate"): starting Ray and
+# the summary (a sweep's wall time minus its Tune time: 3.4-6 s on four quiet sweeps, TESS to
+# FER2013-size; 15 s was a loaded machine's), and what Tune adds to each trial (scheduling it, its
+# result and checkpoint through the driver) beyond the trial's own work. A fresh worker's imports
+# are measured each time (``worker_start_seconds``): under load they took minutes.
+STARTUP_S = 5.0
 TRIAL_OVERHEAD_S = 3.0
 REPORT_S = 0.4  # per epoch: Tune's report and persisting the checkpoint directory
 WORKER_IMPORTS = "import ray, torch, timm, fer_models, bench.sweep.ray_trial, bench.training.trainable"
@@ -186,59 +189,39 @@ def worker_start_seconds(timeout: float = 600.0) -> float:
     return time.perf_counter() - start
 
 
-# How many configurations the estimate times (spread over the space's models, at least one each):
-# a space's choices span a wide range of costs (the FER2013 CPU default's cheapest trial epoch is
-# ~7x faster than its dearest), and its first trials are drawn at random (Optuna's TPE starts with
-# random trials), so the mean over a few random draws is what an average trial costs.
-ESTIMATE_DRAWS = 6
+# How many configurations the estimate times: a space's choices span a wide range of costs (the
+# FER2013 CPU default's cheapest trial epoch is ~4x faster than its dearest), so one "typical"
+# configuration says little; the sweep's own first draws say what its trials will cost.
+ESTIMATE_DRAWS = 6  # TPE's start-up draws of a 10-20-trial sweep and a few more; each costs a few seconds
 
 
 def representative_configs(space, extra_fixed: dict, draws: int = ESTIMATE_DRAWS, seed: int = 0) -> list[dict]:
-    """Configurations drawn as the sweep's random first trials draw them, ``ceil(draws / models)``
-    for each model the space samples, in round-robin order of the models (the order in which the
-    replay gives them to its trials): each active param drawn uniformly from its choices or range
-    (log-uniform for log ranges), conditions applied in file order."""
-    import random
+    """The first ``draws`` configurations the sweep's searcher will try, in its order: its Optuna
+    sampler (``build_tuner``'s, with the same ``seed``) draws at random until trials complete
+    (TPE's start-up trials come from its ``RandomSampler(seed)``), so an ask-only study with that
+    sampler draws exactly the sweep's first trials and, after them, more of the same kind."""
+    import optuna
+    from optuna.samplers import RandomSampler
 
-    from bench.sweep.feasibility import model_values
-
-    models = model_values(space) or [None]
-    rng = random.Random(seed)
-    per_model = max(1, math.ceil(draws / len(models)))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=RandomSampler(seed=seed))
+    sample = space.define_by_run(extra_fixed)
     out = []
-    for _ in range(per_model):
-        for model in models:
-            config = {**space.fixed, **extra_fixed}
-            if model is not None:
-                config["model.name"] = model
-            for p in space.params:
-                if p.key == "model.name" or not p.active(config):
-                    continue
-                config[p.key] = _draw(p, rng)
-            out.append(config)
+    for _ in range(max(1, draws)):
+        trial = study.ask()
+        constants = sample(trial)
+        out.append({**constants, **trial.params})
     return out
 
 
-def _draw(p, rng) -> object:
-    if p.kind == "choice":
-        return rng.choice(list(p.values))
-    low, high = p.values
-    if p.kind == "int":
-        if p.step:
-            return rng.choice(range(int(low), int(high) + 1, int(p.step)))
-        return int(round(math.exp(rng.uniform(math.log(low), math.log(high))))) if p.log and low > 0 \
-            else rng.randint(int(low), int(high))
-    return math.exp(rng.uniform(math.log(low), math.log(high))) if p.log and low > 0 else rng.uniform(low, high)
-
-
 class EpochTimer:
-    """Measures a ``TrialCost`` for each representative configuration here, through the trial's
-    own pipeline: the training loader (decoding and augmentation included), ``train_one_epoch``
-    with the configuration's batch size and ``concurrent`` copies stepping at once in threads (the
-    sweep runs that many trials side by side on these cores: each gets slower), a validation
-    pass with its TTA, and one checkpoint written. The first configuration is built with the
-    trial's ``build_parts`` (its wall time is the per-trial setup); the others reuse its datasets
-    when their input shape matches (loading a large split again would only time the disk)."""
+    """Measures a ``TrialCost`` for each configuration here, through the trial's own pipeline:
+    the training loader (decoding and augmentation included), ``train_one_epoch`` with the
+    configuration's batch size, a validation pass with its TTA, and one checkpoint written; the
+    steps and validation are slowed by ``concurrent`` trials' share of the cores. The first
+    configuration is built with the trial's ``build_parts`` (its wall time is the per-trial setup);
+    the others reuse its datasets when their input shape matches (loading a large split again
+    would only time the disk)."""
 
     def __init__(self, *, cache_dir: Path, data_root: str | None, threads: int, steps: int = 4,
                  batch: int = 128, enough_s: float = 1.5, concurrent: int = 1):
@@ -296,13 +279,10 @@ class EpochTimer:
                 setup)
 
     def _cost(self, cfg, config: dict) -> TrialCost:
-        import copy
         import tempfile
-        import threading
 
         from torch.utils.data import DataLoader, Subset
 
-        from bench.training import trainable
         from bench.training.checkpoint import save_checkpoint
         from bench.training.engine import evaluate, train_one_epoch
 
@@ -340,17 +320,12 @@ class EpochTimer:
 
         alone: list[float] = []
         steps(model, optimizer, ema, alone)
-        step_s = alone[0]
-        if self.concurrent > 1:  # the sweep's concurrent trials share these cores: copies stepping side by side
-            together: list[float] = []
-            copies = [(copy.deepcopy(model), copy.deepcopy(ema) if ema else None) for _ in range(self.concurrent)]
-            threads = [threading.Thread(target=steps, args=(m, trainable.create_optimizer(cfg, m), e, together))
-                       for m, e in copies]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            step_s = max(step_s, sum(together) / len(together))
+        # the sweep's concurrent trials are separate processes, each on its own share of the cores:
+        # timed side by side as threads of one process they contended for the GIL (small models'
+        # steps are mostly Python) and measured 1.4-2x slower than two such trials ran on two idle
+        # cores; the cores' share is what slows them, and a busy machine already slows ``alone``
+        slowdown = self._slowdown_guess()
+        step_s = alone[0] * slowdown
         scored = ema.module if ema is not None else model
         val_batches = list(DataLoader(Subset(val_set, range(min(n_val, 256))),
                                       batch_size=max(cfg.train.batch_size, 128)))
@@ -360,7 +335,7 @@ class EpochTimer:
         start = time.perf_counter()
         evaluate(scored, val_batches, task, device=device, channels_last=cfg.train.channels_last, tta=cfg.data.tta)
         val_s = (time.perf_counter() - start) / sum(len(b[1]) for b in val_batches) * n_val
-        val_s *= step_s / alone[0]  # validation shares the cores as training does
+        val_s *= slowdown  # validation shares the cores as training does
         with tempfile.TemporaryDirectory(prefix="fer-estimate-") as tmp:
             start = time.perf_counter()
             save_checkpoint(tmp, model=scored, optimizer=optimizer, epoch=0, config=config)
@@ -369,17 +344,18 @@ class EpochTimer:
         if setup is not None:
             self.setup_s = setup
         return TrialCost(setup_s=(self.setup_s or 0.0) + warm_up + TRIAL_OVERHEAD_S,
-                         train_s=step_s + load_s * step_s / alone[0],
+                         train_s=step_s + load_s * slowdown,
                          val_s=val_s, n_train=n_train, epoch_overhead_s=checkpoint_s + REPORT_S)
 
 
 def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, cache_dir: Path,
                    data_root: str | None, cpus_per_trial: float, gpus_per_trial: float,
                    workers_per_trial: int = 1, address: str | None = None, timer=None,
-                   worker_start_s: float | None = None) -> Estimate:
-    """The sweep's expected wall time; ``timer`` (config -> ``TrialCost``) and ``worker_start_s``
-    replace the measurements here (``EpochTimer``, ``worker_start_seconds``), e.g. with costs
-    measured elsewhere."""
+                   worker_start_s: float | None = None, seed: int = 0) -> Estimate:
+    """The sweep's expected wall time; ``seed`` is the sweep's (``--seed``: its searcher draws
+    from the space's ``searcher.seed`` plus it). ``timer`` (config -> ``TrialCost``) and
+    ``worker_start_s`` replace the measurements here (``EpochTimer``, ``worker_start_seconds``),
+    e.g. with costs measured elsewhere."""
     import torch
 
     device = "gpu" if gpus_per_trial else "cpu"
@@ -399,7 +375,7 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
                                 concurrent=concurrent if device == "cpu" and not address else 1)
     fractions = list(extra_fixed.get("train.data_fractions") or space.fixed.get("train.data_fractions") or [])
     per_model, costs, timed = {}, [], {}
-    for config in representative_configs(space, extra_fixed):
+    for config in representative_configs(space, extra_fixed, seed=space.searcher.get("seed", 0) + seed):
         key = repr(sorted(config.items(), key=lambda kv: kv[0]))
         cost = timed[key] = timed[key] if key in timed else timer(config)  # equal draws timed once
         if workers_per_trial > 1:  # data-parallel workers split each epoch's samples

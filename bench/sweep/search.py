@@ -473,7 +473,7 @@ def _print_estimate(space: SearchSpace, settings: SweepSettings, extra_fixed: di
         est = estimate_sweep(space, samples=settings.samples, max_epochs=settings.max_epochs,
                              extra_fixed=extra_fixed, cache_dir=cache, data_root=root,
                              cpus_per_trial=settings.cpus_per_trial, gpus_per_trial=settings.gpus_per_trial,
-                             workers_per_trial=settings.workers_per_trial, address=address)
+                             workers_per_trial=settings.workers_per_trial, address=address, seed=settings.seed)
     except Exception as exc:  # the estimate is advice: a model that cannot be timed here is no error
         print(f"No time estimate: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
         return None
