@@ -300,7 +300,7 @@ def tpe_sampler(space, seed: int, samples: int):
     """As ``tune_backend.build_tuner`` builds it for ``samples`` trials."""
     from optuna.samplers import RandomSampler, TPESampler
 
-    seed = space.searcher.get("seed", 0) + seed
+    seed = space.searcher_seed(seed)
     if space.searcher.get("sampler") == "random":
         return RandomSampler(seed=seed)
     return TPESampler(seed=seed, n_startup_trials=space.searcher.get("n_startup_trials", max(2, min(10, samples // 3))))

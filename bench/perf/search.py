@@ -37,7 +37,7 @@ def _sampler(method: str, space, seed: int, samples: int):
     if method.startswith("random"):
         from optuna.samplers import RandomSampler
 
-        return RandomSampler(seed=space.searcher.get("seed", 0) + seed)
+        return RandomSampler(seed=space.searcher_seed(seed))
     return tpe_sampler(space, seed, samples)
 
 

@@ -307,25 +307,21 @@ class EpochTimer:
         train_one_epoch(model, batches[:1], task, optimizer, **kwargs, **({"ema": ema} if ema else {}))
         first_step = time.perf_counter() - start
 
-        def steps(model_, optimizer_, ema_, out: list) -> None:
-            seconds, seen = 0.0, 0
-            for b in batches[1:] or batches:
-                t0 = time.perf_counter()
-                train_one_epoch(model_, [b], task, optimizer_, **kwargs, **({"ema": ema_} if ema_ else {}))
-                seconds += time.perf_counter() - t0
-                seen += len(b[1])
-                if seconds > self.enough_s:
-                    break
-            out.append(seconds / max(seen, 1))
-
-        alone: list[float] = []
-        steps(model, optimizer, ema, alone)
+        seconds, seen = 0.0, 0
+        for b in batches[1:] or batches:
+            t0 = time.perf_counter()
+            train_one_epoch(model, [b], task, optimizer, **kwargs, **({"ema": ema} if ema else {}))
+            seconds += time.perf_counter() - t0
+            seen += len(b[1])
+            if seconds > self.enough_s:
+                break
+        alone = seconds / max(seen, 1)
         # the sweep's concurrent trials are separate processes, each on its own share of the cores:
         # timed side by side as threads of one process they contended for the GIL (small models'
         # steps are mostly Python) and measured 1.4-2x slower than two such trials ran on two idle
         # cores; the cores' share is what slows them, and a busy machine already slows ``alone``
         slowdown = self._slowdown_guess()
-        step_s = alone[0] * slowdown
+        step_s = alone * slowdown
         scored = ema.module if ema is not None else model
         val_batches = list(DataLoader(Subset(val_set, range(min(n_val, 256))),
                                       batch_size=max(cfg.train.batch_size, 128)))
@@ -375,7 +371,7 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
                                 concurrent=concurrent if device == "cpu" and not address else 1)
     fractions = list(extra_fixed.get("train.data_fractions") or space.fixed.get("train.data_fractions") or [])
     per_model, costs, timed = {}, [], {}
-    for config in representative_configs(space, extra_fixed, seed=space.searcher.get("seed", 0) + seed):
+    for config in representative_configs(space, extra_fixed, seed=space.searcher_seed(seed)):
         key = repr(sorted(config.items(), key=lambda kv: kv[0]))
         cost = timed[key] = timed[key] if key in timed else timer(config)  # equal draws timed once
         if workers_per_trial > 1:  # data-parallel workers split each epoch's samples

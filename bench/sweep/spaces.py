@@ -68,6 +68,10 @@ class SearchSpace:
     # seconds per device kind, {"cpu": s, "gpu": s}; None: no time limit (``budget.time_budget``)
     time_budget: dict | None = None
 
+    def searcher_seed(self, run_seed: int = 0) -> int:
+        """The seed of the sweep's Optuna sampler: the space's ``searcher.seed`` plus ``--seed``."""
+        return self.searcher.get("seed", 0) + run_seed
+
     def time_budget_for(self, device: str) -> float | None:
         return (self.time_budget or {}).get(device)
 

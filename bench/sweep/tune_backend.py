@@ -137,7 +137,7 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # Tune's table already reports each trial
-    seed = space.searcher.get("seed", 0) + settings.seed
+    seed = space.searcher_seed(settings.seed)
     if space.searcher["sampler"] == "random":
         sampler = RandomSampler(seed=seed)
     else:
