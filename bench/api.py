@@ -70,8 +70,8 @@ def benchmark(dataset: str, family: str, *, top_k: int = 1, seeds: int = 1, eval
     from bench.sweep import benchmark as bm
     from bench.sweep.search import mlflow_uri
 
-    top_k = bm.check_request(top_k=top_k, seeds=seeds, ensemble=ensemble, eval_dataset=eval_dataset,
-                             space_path=space_path, nested=nested, refit=refit)
+    bm.check_request(top_k=top_k, seeds=seeds, ensemble=ensemble, eval_dataset=eval_dataset,
+                     space_path=space_path, nested=nested, refit=refit)
     if eval_dataset and resume:
         raise UserError("--resume continues a retraining benchmark; a cross-corpus evaluation (--eval-dataset) is "
                         "one step and has nothing to resume")

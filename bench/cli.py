@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=1)
     p.add_argument("--seeds", type=_positive_int, default=1)
     p.add_argument("--ensemble", type=_positive_int, default=0, metavar="K",
-                   help="also test the top-K configs' averaged probabilities on every fold as one row "
-                        "(kind ensemble; retrains the top K, so --top-k is at least K)")
+                   help="also test an ensemble of up to K of the sweep's best configurations on every fold as "
+                        "one row (kind ensemble): members and weights chosen by ensemble selection (Caruana "
+                        "et al.) on the sweep's validation probabilities; only the members are retrained")
     p.add_argument("--nested", action="store_true",
                    help="search then refit inside each outer fold, the search seeing only that fold's training "
                         "subjects: an estimate without selection bias (budget per fold: the space's)")

@@ -1,5 +1,6 @@
-"""`benchmark --ensemble K`: the averaged probabilities of the top-K configurations, tested as one
-row; `predict` and `export` take the ensemble's folder."""
+"""`benchmark --ensemble K`: up to K members and weights chosen by ensemble selection on the
+sweep's validation probabilities, their weighted-average probabilities tested as one row;
+`predict` and `export` take the ensemble's folder."""
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ from bench.training.ensemble import (
     EnsembleModel,
     average_probabilities,
     ensemble_metrics,
+    ensemble_selection,
     load_model_or_ensemble,
     write_ensemble,
 )
@@ -61,6 +63,56 @@ def test_averaged_probabilities_are_the_members_mean_and_metrics_follow_them():
     assert metrics["loss"] == pytest.approx(-np.mean(np.log([0.6, 0.7, 0.35])))
     with pytest.raises(ValueError, match="differently shaped"):
         average_probabilities([a, b[:, :1]])
+
+
+def _onehot(labels, classes=3, confidence=0.8):
+    """Probabilities that put ``confidence`` on each sample's label, the rest spread evenly."""
+    p = np.full((len(labels), classes), (1 - confidence) / (classes - 1))
+    p[np.arange(len(labels)), labels] = confidence
+    return p
+
+
+def test_selection_drops_a_near_uniform_candidate_and_keeps_a_leader_no_mix_beats():
+    targets = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    leader = _onehot(targets)  # right on every sample
+    uniform = np.full((8, 3), 1 / 3) + np.array([0.01, 0, -0.01])  # near chance, leaning to class 0
+    weights = ensemble_selection([leader, uniform], targets, "val/uar", "max", max_members=3)
+    assert weights == [1.0, 0.0]
+    # the same with the loss as the objective: adding anything to a perfect leader raises its log-loss
+    assert ensemble_selection([leader, uniform], targets, "val/loss", "min", max_members=3) == [1.0, 0.0]
+
+
+def test_selection_mixes_complementary_members_and_respects_the_member_cap():
+    targets = np.array([0, 1, 2, 0, 1, 2])
+
+    def wrong_on(bad):
+        return _onehot(np.where(np.isin(np.arange(6), bad), (targets + 1) % 3, targets), confidence=0.6)
+
+    a, b, c = wrong_on([0, 1]), wrong_on([2, 3]), wrong_on([4, 5])  # each wrong on a different third
+    weights = ensemble_selection([a, b, c], targets, "val/accuracy", "max", max_members=3)
+    # any two are wrong where only one of them errs, so a mix of all three is right everywhere
+    mixed = average_probabilities([a, b, c], weights)
+    assert (mixed.argmax(1) == targets).all()
+    assert weights == pytest.approx([1 / 3] * 3)  # the earliest round that is right everywhere: one of each
+    capped = ensemble_selection([a, b, c], targets, "val/accuracy", "max", max_members=2)
+    assert sum(w > 0 for w in capped) == 2 and capped[2] == 0.0  # ties go to the better-ranked candidates
+    with pytest.raises(ValueError, match="not 'val/ccc'"):
+        ensemble_selection([a], targets, "val/ccc", "max", max_members=2)
+
+
+def test_weighted_members_give_the_weighted_mean_in_metrics_and_in_the_loaded_model(tmp_path):
+    a = np.array([[0.9, 0.1], [0.2, 0.8]])
+    b = np.array([[0.1, 0.9], [0.7, 0.3]])
+    assert np.allclose(average_probabilities([a, b], [0.75, 0.25]), [[0.7, 0.3], [0.325, 0.675]])
+    assert ensemble_metrics([a, b], np.array([0, 1]), [0.75, 0.25])["accuracy"] == 1.0
+    assert ensemble_metrics([a, b], np.array([0, 1]), [0.25, 0.75])["accuracy"] == 0.0
+    paths = [_checkpoint(tmp_path / f"c{i}", seed=i) for i in range(2)]
+    model, _, _ = load_model_or_ensemble(write_ensemble(tmp_path / "ens", paths, ["a", "b"], [0.8, 0.2]))
+    x = torch.randn(4, *model.input_spec.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = model(x)["logits"].softmax(-1)
+        singles = [load_model_or_ensemble(p)[0](x)["logits"].softmax(-1) for p in paths]
+    assert torch.allclose(got, 0.8 * singles[0] + 0.2 * singles[1], atol=1e-6)
 
 
 def test_ensemble_test_is_the_mean_of_members_probabilities_on_the_same_inputs(tmp_path, cache_dir):
@@ -137,21 +189,36 @@ def test_ensemble_row_sums_costs_names_members_and_is_paired_with_the_single_lea
 @pytest.mark.ray
 def test_benchmark_ensemble_records_one_row_per_fold_beside_its_members(tmp_path, cache_dir, capsys,
                                                                       tiny_face_space):
+    from bench.sweep.ensemble import select_members
+    from bench.sweep.trials import read_trials
+
     space = tiny_face_space
     results = tmp_path / "results"
     common = ["--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "e", *common]) == 0
+    sweep = results / "runs" / "e"
+    assert all(t.checkpoint for t in read_trials(sweep, checkpoints=("val/uar", "max")))  # one kept a trial
+    # what the benchmark will choose, computed beside it from the sweep's checkpoints
+    chosen = select_members(sweep, "val/uar", "max", 2, cache_dir=cache_dir)
+    assert len(chosen.members) == 2, "this seeded sweep's validation favours a mix of two"
+    assert sum(chosen.weights) == pytest.approx(1.0) and chosen.val_ensemble >= chosen.val_leader
     assert main(["benchmark", "--dataset", "synthetic", "--ensemble", "2", *common]) == 0
+    assert "Ensemble selection (up to 2 of the sweep's 3 best configurations" in capsys.readouterr().out
     records = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
     members = {r["id"]: r for r in records if r["kind"] == "benchmark"}
     ensembles = [r for r in records if r["kind"] == "ensemble"]
     assert len(members) == 2 * 5 and sorted(r["fold"] for r in ensembles) == list(range(5))
     for ens in ensembles:
+        assert ens["config"]["ensemble.members"] == chosen.member_ids
+        assert ens["config"]["ensemble.weights"] == pytest.approx(chosen.weights, abs=1e-6)
         assert [members[i]["fold"] for i in ens["members"]] == [ens["fold"]] * 2
         assert ens["inference_ms_per_sample"] == pytest.approx(
             sum(members[i]["inference_ms_per_sample"] for i in ens["members"]))
-    capsys.readouterr()
-    # the ensemble's folder is a model reference: predict reads it like a checkpoint
+        # its test is the members' weighted mean, not their plain mean
+        group = [Record.from_dict(members[i]) for i in ens["members"]]
+        want = evaluate_members(group, cache_dir=cache_dir, weights=chosen.weights)
+        assert ens["test"]["confusion"] == want["confusion"]
+    # the ensemble's folder is a model reference: export reads it like a checkpoint
     assert main(["export", ensembles[0]["checkpoint"], "--onnx", str(tmp_path / "e.onnx")]) == 0
     rows = build_rows([Record.from_dict(r) for r in records])[("synthetic", "face")]
     assert sorted(r["kinds"] for r in rows) == ["benchmark", "benchmark", "ensemble"]

@@ -18,15 +18,14 @@ from bench import paths
 from bench.data import create_dataset, get_adapter
 from bench.errors import UserError
 from bench.results.record import Record, config_id
-from bench.results.selection import ranked
 from bench.results.store import append_record, best_record, load_records, provenance
 from bench.sweep import tune_backend
-from bench.sweep.ensemble import ranked_config_ids
+from bench.sweep.ensemble import ranked_config_ids, say_selection, select_members
 from bench.sweep.fixed_runs import FixedRun
 from bench.sweep.record_fields import tested_fields
 from bench.sweep.resources import sweep_cpus
 from bench.sweep.run_settings import SweepSettings
-from bench.sweep.trials import best_row, read_trials, tiebreak
+from bench.sweep.trials import read_trials, top_trials
 from bench.training.engine import predict
 from bench.training.evaluation import evaluate_checkpoint, load_trained_model
 from bench.training.metrics import classification_metrics
@@ -34,9 +33,8 @@ from bench.training.trainable import pick_device
 
 
 def check_request(*, top_k: int, seeds: int, ensemble: int, eval_dataset: str | None, space_path: str | None,
-                  nested: bool, refit: bool) -> int:
-    """Refuse what a benchmark cannot do, in one sentence; return the configs to retrain (an
-    ensemble of K retrains the top K)."""
+                  nested: bool, refit: bool) -> None:
+    """Refuse what a benchmark cannot do, in one sentence."""
     if top_k < 1 or seeds < 1:
         raise UserError("--top-k and --seeds must be at least 1")
     if ensemble == 1 or ensemble < 0:
@@ -50,7 +48,6 @@ def check_request(*, top_k: int, seeds: int, ensemble: int, eval_dataset: str | 
         from bench.sweep.nested import check_nested_request
 
         check_nested_request(top_k=top_k, ensemble=ensemble, eval_dataset=eval_dataset, refit=refit)
-    return max(top_k, ensemble)
 
 
 def source_search_record(records: list[Record], dataset: str, family: str, run: str | None = None) -> Record:
@@ -71,21 +68,11 @@ def source_search_record(records: list[Record], dataset: str, family: str, run: 
 
 def top_configs(run_path: str | Path, metric: str, mode: str, k: int) -> list[tuple[dict, int]]:
     """The ``k`` best distinct configs of a sweep by their best validation score (never test; ties:
-    ``trials.tiebreak``), each
-    with the epoch that score was reached at."""
-    order = ranked(read_trials(Path(run_path)), lambda trial: trial.best(metric, mode), mode,
-                   tiebreak=lambda trial: tiebreak(best_row(trial.history, metric, mode), metric))
-    if not order:
+    ``trials.tiebreak``), each with the epoch that score was reached at."""
+    chosen = top_trials(read_trials(Path(run_path)), metric, mode, k)
+    if not chosen:
         raise UserError(f"the sweep at {str(run_path)!r} has no trial with a {metric} score")
-    chosen, seen = [], set()
-    for trial in order:  # the one best-of rule (results.selection): ties keep the searcher's order
-        cid = config_id(trial.config)
-        if cid not in seen:
-            seen.add(cid)
-            chosen.append((trial.config, trial.best_epoch(metric, mode)))
-        if len(chosen) == k:
-            break
-    return chosen
+    return [(trial.config, trial.best_epoch(metric, mode)) for trial in chosen]
 
 
 def refit_config(config: dict, best_epoch: int) -> dict:
@@ -183,9 +170,20 @@ def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, see
     if resume:
         run_name, meta = benchmark_to_resume(storage_path, source, name)
         jobs, refit, ensemble = meta["jobs"], meta["refit"], meta.get("ensemble", 0)
+        members = meta.get("ensemble_members", ranked_config_ids(jobs)[:ensemble] if ensemble else [])
+        weights = meta.get("ensemble_weights")
     else:
         # the sweep's own objective and direction, as stored in its record (val/loss is minimised)
         ranked = top_configs(source.run_path, source.objective, source.objective_mode, top_k)
+        members, weights = [], None
+        if ensemble:
+            selection = select_members(source.run_path, source.objective, source.objective_mode, ensemble,
+                                       cache_dir=cache, data_root=root)
+            say_selection(selection, source.objective, ensemble)
+            if len(selection.members) > 1:
+                members, weights = selection.member_ids, selection.weights
+                known = {config_id(c) for c, _ in ranked}
+                ranked += [(c, epoch) for c, epoch in selection.members if config_id(c) not in known]
         configs = [refit_config(c, epoch) if refit else c for c, epoch in ranked]
         jobs = expand_jobs(configs, get_adapter(dataset).num_folds, seeds)
         if folds is not None:  # a nested benchmark refits each outer fold's own winner on that fold only
@@ -197,7 +195,8 @@ def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, see
             raise UserError(f"a benchmark named {run_name!r} already exists under {storage_path!r}; add "
                             f"--resume to continue it, or choose another --name")
         meta = {"dataset": dataset, "modality": family, "source_run": source.run, "jobs": jobs, "refit": refit,
-                "top_k": top_k, "seeds": seeds, "ensemble": ensemble,
+                "top_k": top_k, "seeds": seeds, "ensemble": ensemble, "ensemble_members": members,
+                "ensemble_weights": weights,
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     # fewer jobs than this machine has room for (one official split, top-k 1): each gets the idle cores
     cpus_per_trial = sweep_cpus(cpus_per_trial, len(jobs), address=address, gpus_per_trial=gpus_per_trial)
@@ -211,7 +210,7 @@ def plan_benchmark(source: Record, dataset: str, family: str, *, top_k: int, see
                              cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, results=results,
                              cache=cache, root=root, resumed=resume, start=time.time(), verbose=verbose,
                              mlflow_uri=mlflow_uri, nested=nested,
-                             ensemble_members=ranked_config_ids(jobs)[:ensemble] if ensemble else [])
+                             ensemble_members=members, ensemble_weights=weights)
     return BenchmarkPlan(source=source, run_name=run_name, run_path=f"{storage_path.rstrip('/')}/{run_name}",
                          jobs=jobs, refit=refit, settings=settings, writer=writer, cache=cache, root=root,
                          resume=resume, meta=meta)
@@ -277,6 +276,7 @@ class BenchmarkWriter:
     verbose: int = 1
     mlflow_uri: str | None = None
     ensemble_members: list = field(default_factory=list)  # --ensemble: the members' config ids, by rank
+    ensemble_weights: list | None = None  # and their weights (ensemble selection's)
     nested: str | None = None  # --nested: the nested benchmark this refit belongs to
 
     def record_ensembles(self) -> list[Record]:
@@ -288,7 +288,8 @@ class BenchmarkWriter:
         return record_ensembles(load_records(self.results), benchmark_run=self.run_name,
                                 members=self.ensemble_members, keep_dir=self.results / "models" / self.run_name,
                                 cache_dir=self.cache, data_root=self.root, start=self.start,
-                                append=lambda r: append_record(self.results, r), verbose=self.verbose)
+                                append=lambda r: append_record(self.results, r), verbose=self.verbose,
+                                weights=self.ensemble_weights)
 
     def recorded(self) -> list[Record]:
         return [r for r in load_records(self.results)

@@ -37,6 +37,7 @@ class TrialHistory:
     history: pd.DataFrame  # one row per reported epoch; columns as the trial reported them
     status: str
     error: str = ""
+    checkpoint: str | None = None  # its kept checkpoint's folder (read_trials with ``checkpoints``)
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         if self.history.empty or metric not in self.history:
@@ -60,11 +61,13 @@ class TrialHistory:
         return 0 if self.history.empty else int(self.history["training_iteration"].max())
 
 
-def read_trials(run_dir: Path) -> list[TrialHistory]:
+def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> list[TrialHistory]:
     """All trials of the experiment at ``run_dir``, in trial order, read through Ray Tune's public
     result API (``ExperimentAnalysis``: the experiment state, each trial's config, status and
     per-epoch results). Imports Ray, but starts nothing; an absent or never-started experiment
-    (no experiment state yet) has no trials."""
+    (no experiment state yet) has no trials. ``checkpoints=(metric, mode)`` also finds each
+    trial's kept checkpoint (a sweep keeps one a trial, its best on the objective; a local folder,
+    or a copy in a temporary folder when the storage is remote)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
@@ -100,8 +103,25 @@ def read_trials(run_dir: Path) -> list[TrialHistory]:
             status = STOPPED
         else:
             status = COMPLETED
-        trials.append(TrialHistory(trial.trial_id, configs[trial.trial_id], history, status, error))
+        kept = _kept_checkpoint(analysis, trial, *checkpoints) if checkpoints else None
+        trials.append(TrialHistory(trial.trial_id, configs[trial.trial_id], history, status, error, kept))
     return trials
+
+
+def _kept_checkpoint(analysis, trial, metric: str, mode: str) -> str | None:
+    # Ray logs an ERROR for every trial that kept none (stopped before its first checkpoint): None here
+    ray_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = ray_log.level
+    ray_log.setLevel(logging.CRITICAL)
+    try:
+        checkpoint = analysis.get_best_checkpoint(trial, metric, mode)
+    finally:
+        ray_log.setLevel(level)
+    if checkpoint is None:
+        return None
+    if checkpoint.filesystem.type_name == "local":
+        return checkpoint.path if Path(checkpoint.path).is_dir() else None
+    return checkpoint.to_directory()
 
 
 def _whole_lines(trial) -> pd.DataFrame:
@@ -140,6 +160,27 @@ def _history(frame: pd.DataFrame | None) -> pd.DataFrame:
     if "training_iteration" not in frame:
         frame["training_iteration"] = range(1, len(frame) + 1)
     return frame
+
+
+def top_trials(trials: list[TrialHistory], metric: str, mode: str, k: int,
+               where=lambda trial: True) -> list[TrialHistory]:
+    """The ``k`` best trials of distinct configurations by their best validation score (never
+    test; ties: ``tiebreak``, then the searcher's order) among those ``where`` keeps: the one
+    best-of rule (``results.selection``)."""
+    from bench.results.record import config_id
+    from bench.results.selection import ranked
+
+    order = ranked([t for t in trials if where(t)], lambda trial: trial.best(metric, mode), mode,
+                   tiebreak=lambda trial: tiebreak(best_row(trial.history, metric, mode), metric))
+    chosen, seen = [], set()
+    for trial in order:
+        cid = config_id(trial.config)
+        if cid not in seen:
+            seen.add(cid)
+            chosen.append(trial)
+        if len(chosen) == k:
+            break
+    return chosen
 
 
 def asha_rungs(scheduler: dict, max_epochs: int) -> list[int]:
