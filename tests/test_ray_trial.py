@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import UserError
-from bench.sweep.ray_trial import ASHA_SCORE, CONFIG_ERROR, FIXED_JOB_KEY, RaySession, asha_score, run_reported_trial
+from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, RaySession, run_reported_trial
 from bench.sweep.trials import TrialHistory, best_row
 from bench.sweep.tune_backend import SweepSettings, run_config
 from bench.training import trainable
@@ -53,30 +53,8 @@ def test_a_config_error_ends_the_trial_with_one_worst_score_report(monkeypatch):
     run(monkeypatch, body, reports)
     [(metrics, checkpoint)] = reports
     assert checkpoint is None and metrics["node_id"] == "n1"
-    assert metrics["val/uar"] == 0.0 and metrics["val/loss"] == 1e9 and metrics[ASHA_SCORE] == 0.0
+    assert metrics["val/uar"] == 0.0 and metrics["val/loss"] == 1e9
     assert metrics[CONFIG_ERROR] == "UserError: train.batch_size must be positive"
-
-
-def test_asha_ranks_equal_objectives_by_validation_loss_and_unequal_ones_as_before(monkeypatch, tmp_path):
-    # JAFFE at its first rung: two trials at chance (1/7), one still learning (lower loss)
-    learning = asha_score({"val/uar": 1 / 7, "val/loss": 1.80}, "val/uar", "max")
-    constant = asha_score({"val/uar": 1 / 7, "val/loss": 1.95}, "val/uar", "max")
-    assert learning > constant
-    # the smallest UAR step of a 3,600-face validation split still outranks the largest loss gap
-    assert asha_score({"val/uar": 0.50016, "val/loss": 1e6}, "val/uar", "max") > \
-        asha_score({"val/uar": 0.5, "val/loss": 0.0}, "val/uar", "max")
-    assert asha_score({"val/loss": 0.7}, "val/loss", "min") == 0.7  # the loss needs no tie-break
-    assert asha_score({"val/wer": 0.2, "val/loss": 1.0}, "val/wer", "min") > 0.2  # lower is better: loss adds
-    assert asha_score({"val/uar": 0.5, "val/loss": float("nan")}, "val/uar", "max") == 0.5
-    assert asha_score({"epoch": 1}, "val/uar", "max") is None
-
-    def body(config, *, report, **_):
-        report({"epoch": 1, "val/uar": 0.5, "val/loss": 2.0}, tmp_path)
-        report({"epoch": 2, "val/accuracy": 0.5}, tmp_path)  # no objective: no score ASHA would misread
-
-    reports = []
-    run(monkeypatch, body, reports)
-    assert reports[0][0][ASHA_SCORE] == pytest.approx(0.5 - 2e-6) and ASHA_SCORE not in reports[1][0]
 
 
 def test_a_value_error_after_a_report_is_a_fault_and_raises(monkeypatch, tmp_path):

@@ -5,7 +5,6 @@ instead of an exception Ray would retry."""
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,27 +20,6 @@ quiet_stop_in_worker()
 CONFIG_ERROR = "config_error"  # the result key of a trial ended by a configuration error
 FIXED_JOB_KEY = "job"  # run_fixed_configs wraps each full config under this key of a grid
 _BOUNDED_MAX = {"val/uar", "val/accuracy", "val/macro_f1"}
-# What ASHA ranks trials by: the objective with the validation loss as its tie-break, the selection
-# rule's (results.selection). On a small validation split the objective ties often (JAFFE's one
-# poser: most trials at epoch 5 sit at chance, 1/7, with constant predictions), and ASHA promotes
-# every trial that ties its rung's cutoff: a 24-trial JAFFE sweep promoted 21 of 24 past its first
-# rung where a reduction factor of 3 means about 8.
-ASHA_SCORE = "asha_score"
-# small enough never to reorder distinct objective values (a 3,600-face UAR moves by >= ~1.6e-4)
-_TIE_WEIGHT, _LOSS_CAP = 1e-6, 10.0
-
-
-def asha_score(metrics: dict, metric: str, mode: str) -> float | None:
-    """``metric`` moved by a millionth of the validation loss (capped at 10) toward worse: equal
-    objectives rank by loss, unequal ones as before. None when the report lacks ``metric``."""
-    value = metrics.get(metric)
-    if value is None:
-        return None
-    loss = metrics.get("val/loss")
-    if metric == "val/loss" or loss is None or not math.isfinite(loss):
-        return float(value)
-    penalty = _TIE_WEIGHT * min(max(float(loss), 0.0), _LOSS_CAP)
-    return float(value) - penalty if mode == "max" else float(value) + penalty
 
 
 def is_config_error(exc: BaseException, reported: bool) -> bool:
@@ -62,7 +40,6 @@ def config_error_result(exc: BaseException, objectives) -> dict:
     objective, so ASHA and Optuna rank it last, and the error under ``config_error``."""
     text = str(exc).strip().splitlines()
     metrics = {m: (0.0 if m in _BOUNDED_MAX else -1e9) if mode == "max" else 1e9 for m, mode in objectives}
-    metrics[ASHA_SCORE] = metrics[objectives[0][0]]
     return {**metrics, "epoch": 0, CONFIG_ERROR: f"{type(exc).__name__}: {text[0] if text else ''}"}
 
 
@@ -102,9 +79,7 @@ def run_reported_trial(config: dict, session: RaySession, *, cache_dir: str, dat
         if fault_marker and Path(fault_marker).exists():
             raise RuntimeError(f"fault injected: marker file {fault_marker} exists")
         reported = True
-        score = asha_score(metrics, *objectives[0])
-        ranked = {ASHA_SCORE: score} if score is not None else {}
-        session.report({**metrics, **ranked, **session.extra}, checkpoint=session.attach(str(checkpoint_dir)))
+        session.report({**metrics, **session.extra}, checkpoint=session.attach(str(checkpoint_dir)))
 
     try:
         run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state,

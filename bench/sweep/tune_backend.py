@@ -13,7 +13,7 @@ from bench.errors import UserError
 from bench.results.selection import best_of
 from bench.sweep.ddp import ddp_concurrency, fer_ddp_trial
 from bench.sweep.fixed_runs import FixedRun, job_index
-from bench.sweep.ray_trial import ASHA_SCORE, CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
+from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
 from bench.sweep.run_settings import SweepSettings, run_config
 from bench.sweep.spaces import SearchSpace
 from bench.sweep.trials import best_row, tiebreak
@@ -151,8 +151,8 @@ def build_tuner(space: SearchSpace, settings: SweepSettings, *, cache_dir: Path,
                             metric=metrics if len(metrics) > 1 else metrics[0],
                             mode=modes if len(modes) > 1 else modes[0])
     if space.scheduler["name"] == "asha":
-        scheduler = ASHAScheduler(  # the objective, ties broken by validation loss (ray_trial.asha_score)
-            time_attr="training_iteration", metric=ASHA_SCORE, mode=space.mode, max_t=settings.max_epochs,
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", metric=space.metric, mode=space.mode, max_t=settings.max_epochs,
             grace_period=min(space.scheduler["grace_period"], settings.max_epochs),
             reduction_factor=space.scheduler["reduction_factor"],
         )
