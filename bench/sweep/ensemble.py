@@ -151,7 +151,8 @@ def ensemble_config(members: list[Record], fold: int, seed: int, weights: list[f
 def ensemble_record(members: list[Record], test: dict, *, folder: Path, benchmark_run: str,
                     wall_seconds: float, weights: list[float] | None = None) -> Record:
     first = members[0]
-    names = "+".join(m.model for m in members)
+    # the weights in the name: two ensembles of the same models differ by them on the leaderboard
+    names = "+".join(m.model if weights is None else f"{m.model} x{w:.2f}" for m, w in zip(members, weights or members))
     return Record(
         kind="ensemble", time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         dataset=first.dataset, family=first.family, run=first.run, benchmark_run=benchmark_run,
