@@ -61,9 +61,10 @@ def select_members(run_path: str | Path, metric: str, mode: str, k: int, *, cach
                         f"an ensemble from")
     probs, targets = [], None
     for trial in candidates:
-        p, t = member_probabilities(trial.checkpoint, split="val", cache_dir=cache_dir, data_root=data_root)
+        with trial.checkpoint.as_directory() as folder:  # a remote sweep's: downloaded for this pass only
+            p, t = member_probabilities(folder, split="val", cache_dir=cache_dir, data_root=data_root)
         if targets is not None and not np.array_equal(t, targets):
-            raise UserError(f"the sweep's checkpoints were validated on different samples ({trial.checkpoint}); "
+            raise UserError(f"the sweep's checkpoints were validated on different samples ({trial.checkpoint.path}); "
                             f"ensemble selection needs one validation split")
         probs.append(p)
         targets = t
@@ -152,7 +153,9 @@ def ensemble_record(members: list[Record], test: dict, *, folder: Path, benchmar
                     wall_seconds: float, weights: list[float] | None = None) -> Record:
     first = members[0]
     # the weights in the name: two ensembles of the same models differ by them on the leaderboard
-    names = "+".join(m.model if weights is None else f"{m.model} x{w:.2f}" for m, w in zip(members, weights or members))
+    labels = [m.model for m in members] if weights is None else \
+        [f"{m.model} x{w:.2f}" for m, w in zip(members, weights)]
+    names = "+".join(labels)
     return Record(
         kind="ensemble", time=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         dataset=first.dataset, family=first.family, run=first.run, benchmark_run=benchmark_run,

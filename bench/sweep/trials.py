@@ -2,13 +2,18 @@
 trial's config, per-epoch history and how it ended (completed, stopped early by ASHA, errored)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:  # Ray is imported only where trials are read
+    from ray.tune import Checkpoint
 
 COMPLETED, STOPPED, ERRORED, NO_RESULT = "completed", "stopped early", "errored", "no result"
 
@@ -37,7 +42,7 @@ class TrialHistory:
     history: pd.DataFrame  # one row per reported epoch; columns as the trial reported them
     status: str
     error: str = ""
-    checkpoint: str | None = None  # its kept checkpoint's folder (read_trials with ``checkpoints``)
+    checkpoint: Checkpoint | None = None  # its kept one (read_trials with ``checkpoints``)
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         if self.history.empty or metric not in self.history:
@@ -66,8 +71,8 @@ def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> li
     result API (``ExperimentAnalysis``: the experiment state, each trial's config, status and
     per-epoch results). Imports Ray, but starts nothing; an absent or never-started experiment
     (no experiment state yet) has no trials. ``checkpoints=(metric, mode)`` also finds each
-    trial's kept checkpoint (a sweep keeps one a trial, its best on the objective; a local folder,
-    or a copy in a temporary folder when the storage is remote)."""
+    trial's kept checkpoint (a sweep keeps one a trial, its best on the objective), as Ray's
+    ``Checkpoint``: nothing is downloaded until ``as_directory`` asks for it."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
@@ -75,15 +80,11 @@ def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> li
     from ray.tune.experiment import Trial
 
     # Ray warns about every trial it created but never started (no results yet): "no result" here
-    ray_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = ray_log.level
-    ray_log.setLevel(logging.ERROR)
     try:
-        analysis = ExperimentAnalysis(str(run_dir))
+        with _quiet_analysis(logging.ERROR):
+            analysis = ExperimentAnalysis(str(run_dir))
     except ValueError:  # Ray raises it when the folder holds no experiment state
         return []
-    finally:
-        ray_log.setLevel(level)
     configs = analysis.get_all_configs()
     trials = []
     for trial in sorted(analysis.trials, key=_creation_index):
@@ -108,20 +109,22 @@ def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> li
     return trials
 
 
-def _kept_checkpoint(analysis, trial, metric: str, mode: str) -> str | None:
+def _kept_checkpoint(analysis, trial, metric: str, mode: str):
     # Ray logs an ERROR for every trial that kept none (stopped before its first checkpoint): None here
+    with _quiet_analysis(logging.CRITICAL):
+        return analysis.get_best_checkpoint(trial, metric, mode)
+
+
+@contextlib.contextmanager
+def _quiet_analysis(level: int):
+    """Ray's ExperimentAnalysis logger raised to ``level`` for the block."""
     ray_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = ray_log.level
-    ray_log.setLevel(logging.CRITICAL)
+    previous = ray_log.level
+    ray_log.setLevel(level)
     try:
-        checkpoint = analysis.get_best_checkpoint(trial, metric, mode)
+        yield
     finally:
-        ray_log.setLevel(level)
-    if checkpoint is None:
-        return None
-    if checkpoint.filesystem.type_name == "local":
-        return checkpoint.path if Path(checkpoint.path).is_dir() else None
-    return checkpoint.to_directory()
+        ray_log.setLevel(previous)
 
 
 def _whole_lines(trial) -> pd.DataFrame:
