@@ -116,7 +116,9 @@ class FaceRecipe:
         """The recipe on a batch (B x C x S x S), image i under ``seeds[i]``: bitwise what
         ``self(x[i], seeds[i])`` gives, with the global RNGs saved and restored once per batch
         instead of once per image and the uint8 round trip done on the whole batch (both cost
-        more than timm's PIL op itself on a 48 px face)."""
+        more than timm's PIL op itself on a 48 px face). Erasing after RandAugment draws its box
+        right after the image's op, as the per-image path does, but on a keep-mask: the erased
+        pixels become 0 (the mean, normalised) once the batch is a tensor again."""
         from PIL import Image
 
         rand = self.auto_augment.lower() not in ("none", "")
@@ -126,23 +128,22 @@ class FaceRecipe:
                 op = self._augment_op(x.shape[-1], x.shape[1])
                 pixels = ((x * self.std + self.mean).clamp_(0, 1) * 255).round_().to(torch.uint8)
                 arrays = pixels[:, 0].numpy() if x.shape[1] == 1 else pixels.permute(0, 2, 3, 1).numpy()
-            outs, states = [], []
+                outs = np.empty_like(arrays)
+                keep = torch.ones(x.shape, dtype=torch.bool) if self.erase is not None else None
             for i, seed in enumerate(seeds):
                 random.seed(seed)
                 np.random.seed(seed)
                 if rand:
-                    outs.append(np.asarray(op(Image.fromarray(arrays[i])), dtype=np.float32))
-                if self.erase is not None:
-                    if rand:  # erasing draws after RandAugment, from the same stream
-                        states.append(random.getstate())
-                    else:
-                        self.erase(x[i])  # in place on the batch's own copy
+                    outs[i] = np.asarray(op(Image.fromarray(arrays[i])))
+                    if keep is not None:  # erasing draws after RandAugment, from the same stream
+                        self.erase(keep[i])
+                elif self.erase is not None:
+                    self.erase(x[i])  # in place on the batch's own copy
             if rand:
-                out = torch.from_numpy(np.stack(outs)).view(len(seeds), x.shape[-2], x.shape[-1], -1)
-                x = (out.permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
-                for i, state in enumerate(states):
-                    random.setstate(state)
-                    self.erase(x[i])
+                out = torch.from_numpy(outs).view(len(seeds), x.shape[-2], x.shape[-1], -1)
+                x = (out.permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std
+                if keep is not None:
+                    x = torch.where(keep, x, 0.0)
         return x.contiguous()
 
     def __call__(self, x: torch.Tensor, seed: int) -> torch.Tensor:
