@@ -140,3 +140,45 @@ def test_sweep_uses_both_nodes_and_survives_losing_one(tmp_path, cache_dir, two_
     finished = [json.loads(p.read_text().splitlines()[-1])["training_iteration"]
                 for p in run_dir.glob("fer_trial_*/result.json")]
     assert finished == [MAX_EPOCHS] * 4
+
+
+@pytest.fixture
+def head_without_plugins():
+    """A one-node cluster started the way an admin would: its environment knows nothing of the
+    driver's ``FER_BENCH_PLUGINS``, as a node on another machine would not."""
+    ray = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+    temp = tempfile.mkdtemp(prefix="fbray", dir="/tmp")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "FER_BENCH_PLUGINS"}
+    env["RAY_AUTH_MODE"] = "token"
+    subprocess.run([ray, "start", "--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false",
+                    "--num-cpus=1", "--disable-usage-stats"], env=env, check=True, capture_output=True, timeout=120)
+    try:
+        yield {"address": f"127.0.0.1:{port}", "env": env}
+    finally:
+        stop_cluster(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_plugin_named_on_the_driver_reaches_the_cluster_workers(tmp_path, cache_dir, head_without_plugins):
+    """A voice representation from a plugin module: the trial on the cluster's worker must resolve it,
+    which it can only do with the driver's ``FER_BENCH_PLUGINS`` (carried in the job's runtime_env)."""
+    from test_voice_features import TOY_KIND, TOY_SPACE
+
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "toy_voice_kind.py").write_text(TOY_KIND)
+    (tmp_path / "toy.yaml").write_text(TOY_SPACE)
+    results = tmp_path / "results"
+    env = {**head_without_plugins["env"], "FER_BENCH_PLUGINS": "toy_voice_kind",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "search", "voice", "--dataset", "synthetic-voice",
+         "--space", str(tmp_path / "toy.yaml"), "--name", "toy-voice", "--address", head_without_plugins["address"],
+         "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
+    assert record["config"]["model.features"] == "toy_loudness"
+    assert record["budget"]["trials"] == 1 and record["budget"]["errored"] == 0
+

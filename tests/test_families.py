@@ -100,3 +100,20 @@ def test_a_plugin_that_does_not_import_is_one_error(monkeypatch, capsys):
         assert "no_such_fer_bench_plugin" in err and err.count("\n") == 1
     finally:
         families.registry._loaded.discard("no_such_fer_bench_plugin")
+
+
+def test_plugin_runtime_env_ships_local_modules_and_not_installed_ones(tmp_path, monkeypatch):
+    from bench.sweep.tune_backend import plugin_runtime_env
+
+    (tmp_path / "my_local_fer_plugin.py").write_text('"""nothing to register"""\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FER_BENCH_PLUGINS", "my_local_fer_plugin, timm.layers")
+    try:
+        env = plugin_runtime_env()
+    finally:
+        sys.modules.pop("my_local_fer_plugin", None)
+        families.registry._loaded.discard("my_local_fer_plugin")
+    assert env["env_vars"] == {"FER_BENCH_PLUGINS": "my_local_fer_plugin,timm.layers"}
+    assert [m.__name__ for m in env["py_modules"]] == ["my_local_fer_plugin"]  # timm is installed
+    monkeypatch.delenv("FER_BENCH_PLUGINS")
+    assert plugin_runtime_env() == {}

@@ -22,6 +22,7 @@ from bench.families.registry import (  # noqa: F401  (the package's names)
     Preparation,
     Prepare,
     SearchFamily,
+    env_plugin_modules,
     family_names,
     family_of_model,
     get_family,

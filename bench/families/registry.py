@@ -118,6 +118,11 @@ _loaded: set[str] = set()
 _entry_points: list[str] | None = None  # scanned once: installed packages do not change mid-run
 
 
+def env_plugin_modules() -> list[str]:
+    """The module names in ``$FER_BENCH_PLUGINS`` (comma-separated), in order."""
+    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+
+
 def load_plugins() -> None:
     """Import the third-party family modules once: the ``fer_bench.families`` entry points and
     the modules named in ``$FER_BENCH_PLUGINS`` (comma-separated)."""
@@ -126,7 +131,7 @@ def load_plugins() -> None:
         from importlib.metadata import entry_points
 
         _entry_points = [entry.module for entry in entry_points(group=ENTRY_POINT_GROUP)]
-    modules = _entry_points + [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    modules = _entry_points + env_plugin_modules()
     for module in modules:
         if module in _loaded:
             continue

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.families import PLUGINS_ENV, env_plugin_modules, load_plugins
 from bench.results.selection import best_of
 from bench.sweep.ddp import ddp_concurrency, fer_ddp_trial
 from bench.sweep.fixed_runs import FixedRun, job_index
@@ -43,7 +44,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
                   logging_level="WARNING")
     if address:
         try:
-            ray.init(address=address, **kwargs)
+            ray.init(address=address, runtime_env=plugin_runtime_env(), **kwargs)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or auth errors
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             hint = (" The cluster uses token authentication: set RAY_AUTH_MODE=token."
@@ -58,6 +59,34 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         # says so in a WARNING on every sweep; the protection stays, the line goes
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
+
+
+def plugin_runtime_env() -> dict:
+    """What a cluster's workers need of ``$FER_BENCH_PLUGINS``: the variable itself (a worker on
+    another node does not inherit the driver's environment) and, for a plugin module that is not an
+    installed package, its source (Ray's ``py_modules`` uploads it; installed ones, like fer-bench
+    itself, must be installed on every node)."""
+    import importlib
+    import site
+    import sysconfig
+
+    names = env_plugin_modules()
+    if not names:
+        return {}
+    load_plugins()  # a module that does not import is one sentence here, not a worker's traceback
+    paths = sysconfig.get_paths()
+    installed = {Path(p).resolve() for p in [*site.getsitepackages(), site.getusersitepackages(), paths["purelib"],
+                                               paths["platlib"], paths["stdlib"], paths["platstdlib"]]}
+    shipped = []
+    for name in dict.fromkeys(n.split(".")[0] for n in names):
+        module = importlib.import_module(name)
+        source = Path(getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), ""))
+        if source.name and not any(parent in installed for parent in source.resolve().parents):
+            shipped.append(module)
+    env: dict = {"env_vars": {PLUGINS_ENV: ",".join(names)}}
+    if shipped:
+        env["py_modules"] = shipped
+    return env
 
 
 def _pin_dashboard(kwargs: dict) -> None:
