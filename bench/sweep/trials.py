@@ -81,7 +81,7 @@ def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> li
 
     # Ray warns about every trial it created but never started (no results yet): "no result" here
     try:
-        with _quiet_analysis(logging.ERROR):
+        with quiet_analysis(logging.ERROR):
             analysis = ExperimentAnalysis(str(run_dir))
     except ValueError:  # Ray raises it when the folder holds no experiment state
         return []
@@ -111,13 +111,14 @@ def read_trials(run_dir: Path, checkpoints: tuple[str, str] | None = None) -> li
 
 def _kept_checkpoint(analysis, trial, metric: str, mode: str):
     # Ray logs an ERROR for every trial that kept none (stopped before its first checkpoint): None here
-    with _quiet_analysis(logging.CRITICAL):
+    with quiet_analysis(logging.CRITICAL):
         return analysis.get_best_checkpoint(trial, metric, mode)
 
 
 @contextlib.contextmanager
-def _quiet_analysis(level: int):
-    """Ray's ExperimentAnalysis logger raised to ``level`` for the block."""
+def quiet_analysis(level: int):
+    """Ray's ExperimentAnalysis logger raised to ``level`` for the block (``Tuner.restore`` reads
+    the run through it too, and warns of every trial that had not started when the run stopped)."""
     ray_log = logging.getLogger("ray.tune.analysis.experiment_analysis")
     previous = ray_log.level
     ray_log.setLevel(level)

@@ -17,7 +17,7 @@ from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, fer_trial
 from bench.sweep.run_settings import SweepSettings, run_config
 from bench.sweep.spaces import SearchSpace
-from bench.sweep.trials import best_row, tiebreak
+from bench.sweep.trials import best_row, quiet_analysis, tiebreak
 
 
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -211,7 +211,8 @@ def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_r
 
     if not tune.Tuner.can_restore(path):
         raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
-    tuner = tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root), resume_errored=True)
+    with quiet_analysis(logging.ERROR):  # not "Failed to fetch metrics" for each trial yet to start
+        tuner = tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root), resume_errored=True)
     internal = getattr(tuner, "_local_tuner", None)  # None under Ray Client, which keeps the pickled ones
     if space is not None and internal is not None:
         run = internal.get_run_config()
@@ -233,7 +234,9 @@ def trial_states(path: str) -> dict[str, int]:
     from ray.tune import ExperimentAnalysis
 
     counts: dict[str, int] = {}
-    for trial in ExperimentAnalysis(path).trials:
+    with quiet_analysis(logging.ERROR):
+        trials = ExperimentAnalysis(path).trials
+    for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     return counts
 
@@ -312,7 +315,8 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
         ACTIVE_WRITERS[settings.name] = on_run
     try:
         if resume and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+            with quiet_analysis(logging.ERROR):  # as in restore_tuner
+                tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
         else:  # a new grid, or one whose driver died before Tune saved any state
             tuner = tune.Tuner(
                 trainable,
