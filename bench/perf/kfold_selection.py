@@ -89,8 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=3, help="inner folds of the k-fold objective")
     parser.add_argument("--outer", type=int, nargs="*", help="outer folds (default: all)")
     parser.add_argument("--candidates", type=int, default=8, help="the sweep's first N distinct configs")
+    parser.add_argument("--survivors", action="store_true",
+                        help="only configs whose trial ASHA let run its whole schedule (those a sweep chooses "
+                             "among), cheapest in the sweep first")
     args = parser.parse_args(argv)
-    configs = list({config_id(t.config): t.config for t in read_trials(Path(args.run))}.values())[:args.candidates]
+    trials = read_trials(Path(args.run))
+    if args.survivors:
+        trials = sorted((t for t in trials if len(t.history) >= int(t.config.get("train.max_epochs", 0) or 1)),
+                        key=lambda t: float(t.history["time_since_restore"].iloc[-1]))
+    configs = list({config_id(t.config): t.config for t in trials}.values())[:args.candidates]
     outer = args.outer if args.outer else list(range(get_adapter(args.dataset).num_folds))
     result = compare(configs, args.dataset, folds=args.folds, data_root=args.data_root,
                      cache_dir=default_cache(args.cache_dir), outer=outer)
