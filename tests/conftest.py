@@ -51,3 +51,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# The end-to-end tests that take minutes (kill/resume, benchmarks, the pinned demo): run first, so
+# that on two test processes (pytest-xdist) the long ones overlap each other and the many short
+# tests fill in around them, instead of one long test running alone at the end.
+LONG_FIRST = ("test_sweep_endings", "test_benchmark_resume", "test_pinned_numbers", "test_fusion_from_best",
+              "test_resume", "test_sweep_budget", "test_cluster", "test_ddp_trials", "test_benchmark",
+              "test_ensemble")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(LONG_FIRST))
+               if item.module is not None else len(LONG_FIRST))
