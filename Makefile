@@ -24,7 +24,7 @@ test: test-fast test-slow
 
 # Two test processes (pytest-xdist): each test that starts Ray starts its own, on its own ports.
 test-fast: lint
-	$(BIN)/python -m pytest -m "not slow" -n 2
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup
 
 # pytest exits 5 when no test carries the marker; that is not a failure.
 # The browser test of the leaderboard page needs Debian's chromium (CI runs as root; elsewhere it skips).

@@ -65,3 +65,9 @@ def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(LONG_FIRST))
                if item.module is not None else len(LONG_FIRST))
+    # The fast stage's few Ray tests share one test process (``--dist loadgroup``): two Rays starting
+    # side by side on 2 cores took each ~3x its time alone, while the other process's plain tests
+    # lose little beside one. (The slow stage is mostly Ray tests: there they spread.)
+    for item in items:
+        if item.get_closest_marker("ray") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("fast-ray"))

@@ -53,6 +53,7 @@ def test_two_worker_trials_train_with_ddp_and_record_a_result(tmp_path, cache_di
     assert (results / "models" / "ddp" / "checkpoint.pt").is_file()
 
 
+@pytest.mark.ray  # it starts Ray to ask how many CPUs the cluster has
 def test_more_workers_than_the_cluster_holds_is_one_sentence(tmp_path, capsys):
     code = main(["search", "face", "--dataset", "synthetic", "--workers-per-trial", "64", "--samples", "1",
                  "--results-dir", str(tmp_path), "--quiet"])
