@@ -181,4 +181,3 @@ def test_a_plugin_named_on_the_driver_reaches_the_cluster_workers(tmp_path, cach
     (record,) = [json.loads(line) for line in (results / "records.jsonl").read_text().splitlines()]
     assert record["config"]["model.features"] == "toy_loudness"
     assert record["budget"]["trials"] == 1 and record["budget"]["errored"] == 0
-
