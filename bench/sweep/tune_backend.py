@@ -43,8 +43,9 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     kwargs = dict(include_dashboard=dashboard, dashboard_host="127.0.0.1", configure_logging=True,
                   logging_level="WARNING")
     if address:
+        runtime_env = plugin_runtime_env()  # outside the try: a plugin's error is not the cluster's
         try:
-            ray.init(address=address, runtime_env=plugin_runtime_env(), **kwargs)
+            ray.init(address=address, runtime_env=runtime_env, **kwargs)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError or auth errors
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             hint = (" The cluster uses token authentication: set RAY_AUTH_MODE=token."
