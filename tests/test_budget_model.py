@@ -29,31 +29,31 @@ def test_a_trial_costs_setup_then_its_share_of_each_epoch_and_a_full_validation(
 
 def test_fifo_sweeps_pack_trials_on_the_slots():
     cost = TrialCost(setup_s=0.0, train_s=0.001, val_s=0.0, n_train=1000)  # 1 s an epoch
-    wall, epochs = simulate_sweep([cost], samples=4, max_epochs=5, concurrent=2, scheduler=FIFO)
+    wall, epochs, *_ = simulate_sweep([cost], samples=4, max_epochs=5, concurrent=2, scheduler=FIFO)
     assert (wall, epochs) == (pytest.approx(10.0), 5.0)
-    wall, _ = simulate_sweep([cost], samples=3, max_epochs=5, concurrent=2, scheduler=FIFO)
+    wall, *_ = simulate_sweep([cost], samples=3, max_epochs=5, concurrent=2, scheduler=FIFO)
     assert wall == pytest.approx(10.0)  # the third trial runs after the first two, alone
     slow = TrialCost(setup_s=0.0, train_s=0.004, val_s=0.0, n_train=1000)
-    wall, _ = simulate_sweep([cost, slow], samples=2, max_epochs=5, concurrent=2, scheduler=FIFO)
+    wall, *_ = simulate_sweep([cost, slow], samples=2, max_epochs=5, concurrent=2, scheduler=FIFO)
     assert wall == pytest.approx(20.0)  # the slowest trial sets the end
 
 
 def test_asha_runs_more_epochs_than_its_promotion_ratio_when_trials_are_few():
     cost = TrialCost(setup_s=0.0, train_s=0.001, val_s=0.0, n_train=1000)
-    _, one = simulate_sweep([cost], samples=1, max_epochs=9, concurrent=1, scheduler=ASHA)
+    one = simulate_sweep([cost], samples=1, max_epochs=9, concurrent=1, scheduler=ASHA).epochs
     assert one == 9  # the first trial at a rung always goes on
-    _, few = simulate_sweep([cost], samples=6, max_epochs=9, concurrent=2, scheduler=ASHA)
+    few = simulate_sweep([cost], samples=6, max_epochs=9, concurrent=2, scheduler=ASHA).epochs
     assert asha_epochs_per_trial(9, 1, 3) < few < 9
-    _, many = simulate_sweep([cost], samples=200, max_epochs=9, concurrent=2, scheduler=ASHA, reps=8)
+    many = simulate_sweep([cost], samples=200, max_epochs=9, concurrent=2, scheduler=ASHA, reps=8).epochs
     assert many < few  # with many trials the rule approaches 1/rf promoted per rung
     assert many == pytest.approx(asha_epochs_per_trial(9, 1, 3), rel=0.35)
 
 
 def test_data_fractions_cut_the_early_rungs():
     cost = TrialCost(setup_s=2.0, train_s=0.001, val_s=0.1, n_train=30_000)
-    full, e_full = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
+    full, e_full, *_ = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
                                   scheduler={**ASHA, "grace_period": 3})
-    cut, e_cut = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
+    cut, e_cut, *_ = simulate_sweep([cost], samples=12, max_epochs=15, concurrent=2,
                                 scheduler={**ASHA, "grace_period": 3}, fractions=[[3, 0.17], [9, 0.5]])
     assert e_cut == e_full and cut < 0.6 * full  # the same decisions, far less data
 
@@ -89,9 +89,11 @@ def test_estimate_sweep_with_injected_costs(tmp_path):
     assert all(1.0e-3 <= c["optim.lr"] <= 1.0e-2 for c in seen) and len({c["optim.lr"] for c in seen}) > 1
     assert {c["model.name"] for c in draws} == {"fer_cnn", "timm/resnet10t"}
     assert est.per_model == {"fer_cnn": pytest.approx(3.4), "timm/resnet10t": pytest.approx(8.4)}
-    wall, epochs = simulate_sweep([costs[c["model.name"]] for c in draws], samples=6, max_epochs=9,
+    wall, epochs, low, high = simulate_sweep([costs[c["model.name"]] for c in draws], samples=6, max_epochs=9,
                                   concurrent=est.concurrent, scheduler=load_space(path).scheduler)
     assert est.seconds == pytest.approx(STARTUP_S + 6.0 + wall) and est.epochs_per_trial == pytest.approx(epochs)
+    assert est.low_seconds == pytest.approx(STARTUP_S + 6.0 + low)
+    assert est.high_seconds == pytest.approx(STARTUP_S + 6.0 + high)
     assert est.to_dict()["setup_seconds"] == 3.0
 
 
@@ -159,3 +161,21 @@ def test_a_k_fold_objective_costs_its_folds_in_the_estimate(tmp_path):
     # three models per epoch (the checkpoint and report stay one)
     assert three.per_model["fer_cnn"] == pytest.approx(3 * (0.002 * 1000 + 1.0) + 0.4)
     assert three.seconds - STARTUP_S - 6.0 > 2.5 * (one.seconds - STARTUP_S - 6.0)  # the sweep, not its start
+
+
+def test_the_estimate_gives_the_spread_of_asha_stops_and_none_for_fifo():
+    from bench.sweep.budget import Estimate, describe
+
+    cost = TrialCost(setup_s=2.0, train_s=0.001, val_s=0.5, n_train=10_000)
+    fifo = simulate_sweep([cost], samples=10, max_epochs=15, concurrent=2, scheduler=FIFO)
+    assert fifo.wall_low == fifo.wall_high == pytest.approx(fifo.wall)  # every trial runs all its epochs
+    asha = simulate_sweep([cost], samples=10, max_epochs=15, concurrent=2, scheduler={**ASHA, "grace_period": 3})
+    # which trials ASHA stops depends on their scores: ten trials' sweeps differ by more than 10 %
+    assert asha.wall_low < asha.wall < asha.wall_high and asha.wall_high - asha.wall_low > 0.1 * asha.wall
+    spread = Estimate(asha.wall, 10.5, asha.epochs, 10, 2, low_seconds=asha.wall_low, high_seconds=asha.wall_high)
+    line = describe(spread, time_budget_s=None, samples=10, max_epochs=15)[0]
+    assert "as the scheduler's early stops fall" in line
+    assert spread.to_dict()["low_seconds"] < spread.to_dict()["seconds"] < spread.to_dict()["high_seconds"]
+    narrow = Estimate(fifo.wall, 10.5, 15, 10, 2, low_seconds=fifo.wall_low, high_seconds=fifo.wall_high)
+    assert "early stops" not in describe(narrow, time_budget_s=None, samples=10, max_epochs=15)[0]
+

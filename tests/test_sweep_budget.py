@@ -77,5 +77,7 @@ def test_time_budget_ends_the_sweep_with_a_record_and_a_leaderboard(tmp_path, ca
     budget = record["budget"]
     assert budget["time_budget_s"] == 60 and budget["ended_by_time_budget"] is True
     assert budget["epochs"] < 40 * 30 and record["test"]["samples"] > 0
+    low, high = budget["estimated_range"]  # the printed estimate, and where ASHA's stops alone put it
+    assert low <= budget["estimated_seconds"] <= high and budget["estimated_seconds"] > 60
     assert main(["leaderboard", "--results-dir", str(tmp_path / "results")]) == 0
     assert "| 1 | fer_cnn |" in (tmp_path / "results" / "leaderboard.md").read_text()

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.errors import UserError
 from bench.sweep.durations import parse_duration  # noqa: F401  (also budget's, as it always was)
@@ -94,13 +95,23 @@ class _Rule:
         return cutoff is None or value >= cutoff
 
 
+class Replay(NamedTuple):
+    """``simulate_sweep``'s answer: the mean over its replays, and the spread of their wall times."""
+    wall: float  # mean wall seconds of the trials
+    epochs: float  # mean epochs a trial runs
+    wall_low: float  # 10th percentile of the replays' wall seconds
+    wall_high: float  # 90th percentile
+
+
 def simulate_sweep(costs: list[TrialCost], *, samples: int, max_epochs: int, concurrent: int,
-                   scheduler: dict, fractions=(), reps: int = 64, seed: int = 0) -> tuple[float, float]:
-    """(mean wall seconds of the trials, mean epochs a trial runs): the sweep replayed ``reps``
-    times with random configuration scores (the same rank at every rung), trial i costing
-    ``costs[i % len(costs)]``, trials started in order on ``concurrent`` slots and ASHA deciding at
-    each rung with what it has seen by then -- the first trials to reach a rung go on, so with few
-    trials ASHA runs more epochs than 1/reduction_factor per rung suggests."""
+                   scheduler: dict, fractions=(), reps: int = 64, seed: int = 0) -> Replay:
+    """The sweep replayed ``reps`` times with random configuration scores (the same rank at every
+    rung), trial i costing ``costs[i % len(costs)]``, trials started in order on ``concurrent``
+    slots and ASHA deciding at each rung with what it has seen by then -- the first trials to reach
+    a rung go on, so with few trials ASHA runs more epochs than 1/reduction_factor per rung
+    suggests. Which trials ASHA stops depends on their scores, so with ten-odd trials one sweep's
+    epochs (and wall) vary by about +-20 % around the mean: the replays' 10th-90th percentiles say
+    how much."""
     import heapq
 
     import numpy as np
@@ -138,7 +149,8 @@ def simulate_sweep(costs: list[TrialCost], *, samples: int, max_epochs: int, con
             heapq.heappush(slots, t)
         walls.append(end)
         epochs.append(ran / samples)
-    return float(np.mean(walls)), float(np.mean(epochs))
+    low, high = np.percentile(walls, [10, 90])
+    return Replay(float(np.mean(walls)), float(np.mean(epochs)), float(low), float(high))
 
 
 @dataclass
@@ -153,6 +165,8 @@ class Estimate:
     fractions: list = field(default_factory=list)  # train.data_fractions of the sweep
     setup_seconds: float = 0.0  # a trial's start: data, model, first step
     worker_start_seconds: float = 0.0  # a fresh Ray worker's imports (the first trials')
+    low_seconds: float | None = None  # the 10th-90th percentile of the replays: ASHA's stops alone
+    high_seconds: float | None = None
 
     def to_dict(self) -> dict:
         return {"seconds": round(self.seconds, 1), "epoch_seconds": round(self.epoch_seconds, 2),
@@ -160,6 +174,7 @@ class Estimate:
                 "concurrent": self.concurrent, "device": self.device, "data_fractions": self.fractions,
                 "setup_seconds": round(self.setup_seconds, 2),
                 "worker_start_seconds": round(self.worker_start_seconds, 2),
+                "low_seconds": _rounded(self.low_seconds), "high_seconds": _rounded(self.high_seconds),
                 "per_model_epoch_seconds": {k: round(v, 2) for k, v in self.per_model.items()}}
 
 
@@ -384,20 +399,26 @@ def estimate_sweep(space, *, samples: int, max_epochs: int, extra_fixed: dict, c
         costs.append(cost)
         per_model.setdefault(str(config.get("model.name")), []).append(cost.one_shot_s or cost.epoch_seconds())
     per_model = {model: sum(seconds) / len(seconds) for model, seconds in per_model.items()}
-    wall, epochs = simulate_sweep(costs, samples=samples, max_epochs=max_epochs, concurrent=concurrent,
-                                  scheduler=space.scheduler, fractions=fractions)
+    replay = simulate_sweep(costs, samples=samples, max_epochs=max_epochs, concurrent=concurrent,
+                            scheduler=space.scheduler, fractions=fractions)
     epoch = sum(per_model.values()) / len(per_model)
     setup = sum(c.setup_s for c in costs) / len(costs)
     worker = worker_start_seconds() if worker_start_s is None else worker_start_s
-    return Estimate(STARTUP_S + worker + wall, epoch, epochs, samples, concurrent, per_model, device, fractions, setup,
-                    worker)
+    fixed = STARTUP_S + worker
+    return Estimate(fixed + replay.wall, epoch, replay.epochs, samples, concurrent, per_model, device, fractions, setup,
+                    worker, fixed + replay.wall_low, fixed + replay.wall_high)
 
 
 def describe(est: Estimate, *, time_budget_s: float | None, samples: int, max_epochs: int) -> list[str]:
     """What the sweep prints before it starts."""
     subset = (f", the first rungs on {' / '.join(f'{f:.0%}' for _, f in est.fractions)} of the training set"
               if est.fractions else "")
-    lines = [f"Estimated sweep time: about {format_duration(est.seconds)} ({est.trials} trials, "
+    spread = ""
+    if est.low_seconds is not None and est.high_seconds is not None and \
+            est.high_seconds - est.low_seconds >= 0.1 * est.seconds:  # FIFO, or trials ASHA lets all run: none
+        spread = (f", {format_duration(est.low_seconds)} to {format_duration(est.high_seconds)} as the scheduler's "
+                  f"early stops fall")
+    lines = [f"Estimated sweep time: about {format_duration(est.seconds)}{spread} ({est.trials} trials, "
              f"~{est.epochs_per_trial:.1f} epochs each under the scheduler{subset}, "
              f"~{format_duration(est.epoch_seconds)}/epoch measured here on the {est.device.upper()}, "
              f"{est.concurrent} at a time; an estimate)."]
@@ -419,6 +440,10 @@ def describe(est: Estimate, *, time_budget_s: float | None, samples: int, max_ep
         f"its time budget of {format_duration(time_budget_s)}: it will stop at the budget and keep the best trial "
         f"so far. To run it all, pass --time-budget {_flag_duration(est.seconds)}; {fit}.")
     return lines
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
 
 
 def _flag_duration(seconds: float) -> str:

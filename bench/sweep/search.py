@@ -438,6 +438,8 @@ def record_search(plan: SweepPlan, fitted: FittedSweep) -> Record:
             "samples_requested": settings.samples, "max_epochs": settings.max_epochs,
             "time_budget_s": plan.time_budget_s, "ended_by_time_budget": fitted.ended_by_budget,
             "estimated_seconds": plan.estimate.seconds if plan.estimate else None,
+            # the replays' 10th-90th percentile: where ASHA's stops alone put the wall time
+            "estimated_range": [plan.estimate.low_seconds, plan.estimate.high_seconds] if plan.estimate else None,
             "data_fractions": plan.extra_fixed.get("train.data_fractions", []),
             "removed": plan.resolution.to_meta(),
         },
