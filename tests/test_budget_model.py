@@ -179,3 +179,19 @@ def test_the_estimate_gives_the_spread_of_asha_stops_and_none_for_fifo():
     narrow = Estimate(fifo.wall, 10.5, 15, 10, 2, low_seconds=fifo.wall_low, high_seconds=fifo.wall_high)
     assert "early stops" not in describe(narrow, time_budget_s=None, samples=10, max_epochs=15)[0]
 
+
+def test_a_worker_start_measurement_is_reused_for_minutes_then_taken_again(monkeypatch):
+    import subprocess
+
+    from bench.sweep import budget
+
+    runs = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: runs.append(cmd))
+    monkeypatch.setattr(budget, "_worker_start", None)
+    first = budget.worker_start_seconds()
+    assert budget.worker_start_seconds() == first and len(runs) == 1  # the second sweep of this process reuses it
+    assert runs[0][-1] == budget.WORKER_IMPORTS
+    when, _ = budget._worker_start
+    monkeypatch.setattr(budget, "_worker_start", (when - budget.WORKER_START_REUSE_S - 1, first))
+    budget.worker_start_seconds()
+    assert len(runs) == 2  # older than the reuse window: measured again

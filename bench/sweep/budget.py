@@ -189,19 +189,31 @@ REPORT_S = 0.4  # per epoch: Tune's report and persisting the checkpoint directo
 WORKER_IMPORTS = "import ray, torch, timm, fer_models, bench.sweep.ray_trial, bench.training.trainable"
 
 
+# A measurement of the worker's imports is reused for this long by later sweeps of the same
+# process (the Python API, a notebook, the test suite): it moves with the machine's load, which a
+# few minutes do not change much, and each measurement costs a fresh interpreter's imports.
+WORKER_START_REUSE_S = 600.0
+_worker_start: tuple[float, float] | None = None  # (when measured, seconds)
+
+
 def worker_start_seconds(timeout: float = 600.0) -> float:
     """Seconds a fresh Python process takes to import what a trial's Ray worker imports: the
     sweep's first trials each start one (later trials reuse them). 0 if it cannot be measured."""
     import subprocess
     import sys
 
+    global _worker_start
+    if _worker_start is not None and time.monotonic() - _worker_start[0] < WORKER_START_REUSE_S:
+        return _worker_start[1]
     start = time.perf_counter()
     try:
         subprocess.run([sys.executable, "-c", WORKER_IMPORTS], check=True, timeout=timeout,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except (subprocess.SubprocessError, OSError):
         return 0.0
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    _worker_start = (time.monotonic(), seconds)
+    return seconds
 
 
 # How many configurations the estimate times: a space's choices span a wide range of costs (the
