@@ -106,7 +106,7 @@ def test_a_fault_mid_benchmark_is_retried_and_every_fold_recorded(tmp_path, cach
     marker = tmp_path / "fail-now"
     marker.write_text("every retrain fails while this exists")
     argv = [sys.executable, "-m", "bench.cli", "benchmark", "--dataset", "synthetic", "--cache-dir", str(cache_dir),
-            "--results-dir", str(results), "--cpus-per-trial", "2", "--quiet", "--name", "faulty"]
+            "--results-dir", str(results), "--cpus-per-trial", "1", "--quiet", "--name", "faulty"]
     driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "FER_BENCH_FAULT_MARKER": str(marker)})
     run_dir = results / "runs" / "faulty"

@@ -13,6 +13,10 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 PIN = Path(__file__).parent / "golden" / "pinned_numbers.json"
+# Two of the synthetic protocol's five folds: the refit's code path is the same on every fold, and
+# the suite's two processes spent ~5 minutes on all five (the numbers of these two are unchanged
+# from the five-fold pin of commit ed26a43).
+PINNED_FOLDS = [0, 3]
 
 
 def pinned_view(record: dict) -> dict:
@@ -41,7 +45,7 @@ def run_pinned(cache_dir: Path, results: Path) -> dict:
                            cpus_per_trial=2, name="pinned", cache_dir=str(cache_dir),
                            results_dir=str(results), verbose=0, estimate=False)
         retrained = api.benchmark("synthetic", "face", cpus_per_trial=2, cache_dir=str(cache_dir),
-                                  results_dir=str(results), verbose=0)
+                                  results_dir=str(results), verbose=0, folds=PINNED_FOLDS)
     finally:
         ray.shutdown()
     return {"search": pinned_view(found.record),
