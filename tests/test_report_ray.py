@@ -20,13 +20,21 @@ params:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.ray
-def test_report_of_a_real_sweep_shows_space_trials_best_config_and_plots(tmp_path, cache_dir, capsys):
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory, cache_dir):
+    """One real 3-trial sweep for this module's tests (each sweep costs the fast stage ~30 s)."""
+    tmp_path = tmp_path_factory.mktemp("report")
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     results = tmp_path / "results"
     assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "tiny-report",
                  "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]) == 0
+    return results
+
+
+@pytest.mark.ray
+def test_report_of_a_real_sweep_shows_space_trials_best_config_and_plots(tiny_sweep, capsys):
+    results = tiny_sweep
     record = json.loads((results / "records.jsonl").read_text().splitlines()[0])
 
     assert main(["report", "tiny-report", "--results-dir", str(results)]) == 0
@@ -55,22 +63,21 @@ def test_report_of_a_real_sweep_shows_space_trials_best_config_and_plots(tmp_pat
 
 
 @pytest.mark.ray
-def test_a_broken_result_line_loses_only_that_line(tmp_path, cache_dir):
+def test_a_broken_result_line_loses_only_that_line(tiny_sweep, tmp_path):
     """A driver killed mid-write leaves half a line in a trial's result.json (a resumed sweep then
     appends after it): Ray's reader drops that trial; ours keeps every whole line."""
+    import shutil
+
     from bench.sweep.trials import read_trials
 
-    space = tmp_path / "tiny.yaml"
-    space.write_text(SPACE.replace("samples: 3", "samples: 1"))
-    results = tmp_path / "results"
-    assert main(["search", "face", "--dataset", "synthetic", "--space", str(space), "--name", "broken",
-                 "--cache-dir", str(cache_dir), "--results-dir", str(results), "--quiet"]) == 0
-    run_dir = results / "runs" / "broken"
-    (before,) = read_trials(run_dir)
-    (result_file,) = run_dir.glob("*/result.json")
+    run_dir = tmp_path / "broken"
+    shutil.copytree(tiny_sweep / "runs" / "tiny-report", run_dir)  # the module's sweep stays whole
+    # the first trial to reach ASHA's rung always goes on: one trial ran both epochs
+    result_file = next(p for p in sorted(run_dir.glob("*/result.json")) if len(p.read_text().splitlines()) == 2)
+    (before,) = [t for t in read_trials(run_dir) if t.trial_id in result_file.parent.name]
     lines = result_file.read_text().splitlines()
     result_file.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2] + "\n" + "\n".join(lines[1:]) + "\n")
 
-    (after,) = read_trials(run_dir)
+    (after,) = [t for t in read_trials(run_dir) if t.trial_id in result_file.parent.name]
     assert after.epochs == before.epochs == 2
     assert after.history["val/uar"].tolist() == before.history["val/uar"].tolist()
