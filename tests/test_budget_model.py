@@ -180,6 +180,17 @@ def test_the_estimate_gives_the_spread_of_asha_stops_and_none_for_fifo():
     assert "early stops" not in describe(narrow, time_budget_s=None, samples=10, max_epochs=15)[0]
 
 
+def test_identical_replays_never_put_the_estimate_outside_its_own_range():
+    # 64 identical FIFO replays: numpy's mean of the 64 equal walls came out one ulp below their
+    # percentiles, and a record said low > estimate (CI, stop 30)
+    costs = [TrialCost(0.49381672329573856, 0.0008300500929243788, 1.7009476525185097, 10919),
+             TrialCost(2.360713577263567, 0.0010969419598768216, 0.8683436709075674, 20117),
+             TrialCost(3.2021170077104513, 0.002124329720209561, 1.1050473522694375, 14606)]
+    replay = simulate_sweep(costs, samples=34, max_epochs=9, concurrent=1, scheduler=FIFO)
+    assert replay.wall_low <= replay.wall <= replay.wall_high
+    assert replay.wall_high - replay.wall_low < 1e-6 * replay.wall
+
+
 def test_a_worker_start_measurement_is_reused_for_minutes_then_taken_again(monkeypatch):
     from bench.sweep import budget
 
