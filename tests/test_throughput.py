@@ -4,6 +4,11 @@ bit, bf16 autocast, the spare cores of a sweep with fewer jobs than slots."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +125,25 @@ def test_trial_cpus(cpus, cores, jobs, workers, other, expected):
 
 def test_a_cluster_keeps_the_cpus_asked():
     assert sweep_cpus(1.0, 1, address="10.0.0.1:6379") == 1.0
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_a_local_ray_registers_the_cores_this_process_may_use():
+    # `taskset -c 0 fer-bench search ...` or a Slurm job's cpuset: Ray alone counts the host's CPUs,
+    # and two trials then share one core while the sweep planned one each
+    code = ("import ray; from bench.sweep import tune_backend; tune_backend.connect(None); "
+            "print(int(ray.cluster_resources()['CPU'])); ray.shutdown()")
+    core = min(os.sched_getaffinity(0))
+    ray_tmp = tempfile.mkdtemp(prefix="fbcpu", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+                              env={**os.environ, "RAY_TMPDIR": ray_tmp})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "1"
 
 
 def test_face_throughput_figure_has_its_keys(cache_dir):

@@ -59,6 +59,10 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
         # Ray enables token authentication for a new local cluster when RAY_AUTH_MODE is unset, and
         # says so in a WARNING on every sweep; the protection stays, the line goes
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        if num_cpus is None:  # Ray counts the host's CPUs; a taskset / Slurm cpuset share is fewer
+            from bench.sweep.resources import ray_or_local_cores
+
+            num_cpus = ray_or_local_cores()
         ray.init(address="local", num_cpus=num_cpus, **kwargs)
 
 
