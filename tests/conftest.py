@@ -17,9 +17,15 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    """One cache for the session: synthetic data is generated once, as in real use."""
-    return tmp_path_factory.mktemp("fer-cache")
+def cache_dir(tmp_path_factory, worker_id) -> Path:
+    """One cache for the whole run, shared by the pytest-xdist processes as a sweep's concurrent
+    trials share theirs (entries and generated sets are published atomically; two processes that
+    race for one keep the first): each synthetic set is generated, and each representation
+    computed, once per run rather than once per process."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if worker_id != "master" else base) / "fer-cache"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 TINY_FACE_SPACE = """

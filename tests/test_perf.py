@@ -110,7 +110,7 @@ def test_replay_charges_epochs_and_seconds_and_asha_stops_a_bad_trial():
     assert fifo.reached and fifo.best >= 0.85
 
 
-def test_perf_all_keeps_what_it_measured_when_interrupted(cache_dir, monkeypatch):
+def test_perf_all_keeps_what_it_measured_when_interrupted(tmp_path, monkeypatch):
     from bench.perf import runner
 
     def interrupted(size, cache):
@@ -118,7 +118,7 @@ def test_perf_all_keeps_what_it_measured_when_interrupted(cache_dir, monkeypatch
 
     monkeypatch.setattr(runner, "BENCHMARKS", {"trainer": lambda size, cache: {"trainer_vs_bare": 1.0},
                                                "ray": interrupted})
-    result = runner.run("all", "tiny", cache_dir, progress=True)
+    result = runner.run("all", "tiny", tmp_path, progress=True)  # its own cache: no other run writes there
     assert result["interrupted"] == "ray" and result["trainer_vs_bare"] == 1.0
-    kept = json.loads((cache_dir / "perf" / "last-run.json").read_text())
+    kept = json.loads((tmp_path / "perf" / "last-run.json").read_text())
     assert kept["interrupted"] == "ray" and kept["trainer_vs_bare"] == 1.0
