@@ -258,7 +258,7 @@ def ray_trial_ids(run_dir: Path) -> set[str]:
 def drive_with_faults(tmp_path, cache_dir, name, kills, seed, extra=()):
     """Run the sweep, interrupt it ``kills`` times at random moments with a random signal, resume
     after each, then resume to the end. Returns (final output, [(signal, exit code, output)], Tune
-    seconds summed over the runs, progress snapshots taken after each interruption)."""
+    seconds summed over the runs, (progress, number of records) after each interruption)."""
     rng = random.Random(seed)
     run_dir = tmp_path / "results" / "runs" / name
     log, snapshots, fit_seconds = [], [], 0.0
@@ -292,7 +292,7 @@ def drive_with_faults(tmp_path, cache_dir, name, kills, seed, extra=()):
         fit_seconds += run["fit_seconds"] if "fit_seconds" in run else stopped_at - run["fit_started_unix"]
         log.append(("finished" if last else signal.Signals(how).name, proc.returncode, out))
         if not last:
-            snapshots.append(progress(run_dir))
+            snapshots.append((progress(run_dir), len(load_records(tmp_path / "results"))))
         time.sleep(1)
     return out, log, fit_seconds, snapshots
 
@@ -315,6 +315,8 @@ def check_one_true_record(tmp_path, name, log, snapshots, final_out):
     assert len(current) == 1, [(r.id, r.interrupted, r.supersedes) for r in records]
     (record,) = current
     assert record.interrupted is None and record.budget["trials"] == SAMPLES
+    assert record.resumed is True and record.budget["epochs"] == SAMPLES * EPOCHS  # FIFO: every epoch once
+    assert 0 <= record.test["uar"] <= 1
     # every earlier record of the sweep is superseded by the final one
     assert all(r.superseded_by for r in records if r.run == name and r.id != record.id)
     # every configured trial is present, each ran its epochs once, in order
@@ -323,8 +325,10 @@ def check_one_true_record(tmp_path, name, log, snapshots, final_out):
     for folder, rows in after.items():
         assert epochs(rows) == list(range(1, len(rows) + 1)), f"{folder} repeated or skipped an epoch"
     # a trial that had finished before a kill is kept with the same metrics and never re-run, and
-    # progress never goes backwards from one restart to the next
-    for before in snapshots:
+    # progress never goes backwards from one restart to the next; a SIGKILLed run wrote no record
+    for (before, n_records), (how, _, _), (_, prior) in zip(snapshots, log, [({}, 0), *snapshots]):
+        if how == "SIGKILL":
+            assert n_records == prior, "a SIGKILLed driver recorded something"
         for folder, rows in before.items():
             assert metrics(after[folder])[:len(rows)] == metrics(rows), f"{folder} changed after a restart"
             if len(rows) == EPOCHS:
@@ -340,6 +344,7 @@ def test_a_sweep_interrupted_three_times_at_random_ends_with_one_true_record(tmp
     # epoch once, a finished trial was never re-run, and one current record supersedes the others.
     kills = 3
     out, log, fit_seconds, snapshots = drive_with_faults(tmp_path, cache_dir, "stormy", kills, seed=26)
+    assert log[0][0] == "SIGKILL"  # seed 26 loses the machine first: nothing recorded yet, then resumed
     check_one_true_record(tmp_path, "stormy", log, snapshots, out)
     print(f"\nkills survived / kills tried: {len(log) - 1}/{kills} ({', '.join(h for h, _, _ in log[:-1])}); "
           f"Tune time over the {len(log)} runs: {fit_seconds:.0f} s")
