@@ -1,11 +1,44 @@
 """Shared fixtures: a session-wide synthetic cache and the optional real data beside the repo."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The cores pytest started with, before pytest_configure gives each xdist process its share.
+ALL_CORES = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+
+
+def pytest_configure(config):
+    """Each pytest-xdist process runs on its own share of the cores (gw0 the even ones, gw1 the odd
+    ones on two processes), and everything it starts inherits that share: its Ray registers those
+    cores (``tune_backend.connect``) and its trials' torch threads fit them. Two processes whose
+    two-thread trials shared both cores made each OpenMP step wait for a descheduled thread: the
+    pinned demo test took 4x its time alone. Tests that need two cores for one trial say so
+    (``all_cores``)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if worker and count > 1 and len(ALL_CORES) >= count:
+        os.sched_setaffinity(0, set(sorted(ALL_CORES)[int(worker.removeprefix("gw")) % count::count]))
+
+
+@pytest.fixture
+def all_cores():
+    """All of the machine's cores for this test (its trial trains on two threads, or two DDP
+    workers): the processes it starts from here on inherit them; an earlier test's Ray in this
+    process, started on this process's share, is stopped first."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    share = os.sched_getaffinity(0) if ALL_CORES else None
+    if ALL_CORES:
+        os.sched_setaffinity(0, ALL_CORES)
+    yield
+    if share is not None:
+        os.sched_setaffinity(0, share)
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,10 @@ def _records(results: Path) -> list[dict]:
 
 
 def _benchmark_cli(results: Path, cache_dir: Path, *extra, wait=True):
-    # two CPUs per run: one fold at a time, so the kill lands between folds
+    # every core of this process per run: one fold at a time, so the kill lands between folds
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     argv = [sys.executable, "-m", "bench.cli", "benchmark", "--dataset", "synthetic", "--cache-dir", str(cache_dir),
-            "--results-dir", str(results), "--cpus-per-trial", "2", "--quiet", *extra]
+            "--results-dir", str(results), "--cpus-per-trial", str(cores), "--quiet", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if wait:
         return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)

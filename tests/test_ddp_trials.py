@@ -24,7 +24,7 @@ params:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_two_worker_trials_train_with_ddp_and_record_a_result(tmp_path, cache_dir):
+def test_two_worker_trials_train_with_ddp_and_record_a_result(tmp_path, cache_dir, all_cores):
     """In a subprocess with its own Ray temp dir whose `ray_current_cluster` names a cluster long
     gone (what `ray start` leaves behind): Ray Train's placement-group cleaner once followed it and
     the sweep hung forever; a hang now fails here instead of stalling CI."""

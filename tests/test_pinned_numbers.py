@@ -52,7 +52,7 @@ def run_pinned(cache_dir: Path, results: Path) -> dict:
             "benchmark": sorted((pinned_view(r) for r in retrained), key=lambda r: r["fold"])}
 
 
-def test_demo_sweep_and_benchmark_numbers_are_pinned(tmp_path, cache_dir):
+def test_demo_sweep_and_benchmark_numbers_are_pinned(tmp_path, cache_dir, all_cores):
     got = json.loads(json.dumps(run_pinned(cache_dir, tmp_path / "results")))  # tuples -> lists
     want = json.loads(PIN.read_text())
     assert got["search"]["config"] == want["search"]["config"]
