@@ -47,6 +47,9 @@ def test_marker_file_faults_then_resume_errored(tmp_path, cache_dir):
     # ends with one sentence naming the cause.
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("fer-bench: error: every trial failed") and "fault injected" in last
+    errors = list((tmp_path / "results" / "runs" / "faulty").glob("fer_trial_*/error.txt"))
+    assert len(errors) == 2  # a fault is retried (a config error is not: tests/test_sweep_budget.py)
+    assert all("Failure # 3" in e.read_text() for e in errors)  # max_failures=2: a try, two retries
 
     marker.unlink()
     resumed = cli(tmp_path, cache_dir, "--name", "faulty", "--resume", env=env)

@@ -1,5 +1,5 @@
-"""Real (tiny) sweeps: a configuration error ends its trial once, without retries, while faults
-are still retried; --time-budget ends a sweep cleanly with a record and a leaderboard."""
+"""Real (tiny) sweeps: a configuration error ends its trial once, without retries (faults are
+retried: tests/test_resume.py); --time-budget ends a sweep cleanly with a record and a leaderboard."""
 import json
 
 import pytest
@@ -54,17 +54,6 @@ def test_config_errors_are_not_retried_and_are_counted(tmp_path, cache_dir, caps
     (record,) = records(tmp_path)
     assert record["budget"]["errored"] == len(bogus) and record["config"]["task.name"] == "classification"
     assert out.count("errored trial: config error, not retried: ValueError: unknown task 'bogus'") == len(bogus)
-
-
-def test_faults_are_still_retried(tmp_path, cache_dir, capsys, monkeypatch):
-    marker = tmp_path / "fail-now"
-    marker.write_text("every trial fails at its first report while this exists")
-    monkeypatch.setenv("FER_BENCH_FAULT_MARKER", str(marker))
-    assert sweep(tmp_path, cache_dir, "fault", samples=1, tasks="[classification]") == 2
-    run_dir = tmp_path / "results" / "runs" / "fault"
-    ((folder, (_config, rows, logged_error)),) = trials(run_dir).items()
-    assert logged_error and not rows
-    assert "Failure # 3" in (run_dir / folder / "error.txt").read_text()  # max_failures=2: a try, two retries
 
 
 def test_time_budget_ends_the_sweep_with_a_record_and_a_leaderboard(tmp_path, cache_dir, capsys):
