@@ -26,19 +26,20 @@ def pytest_configure(config):
 
 @pytest.fixture
 def all_cores():
-    """All of the machine's cores for this test (its trial trains on two threads, or two DDP
-    workers): the processes it starts from here on inherit them; an earlier test's Ray in this
-    process, started on this process's share, is stopped first."""
+    """All of the machine's cores for this test (two DDP workers a trial): the processes it starts
+    from here on inherit them; an earlier test's Ray in this process, started on this process's
+    share, is stopped first."""
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    share = os.sched_getaffinity(0) if ALL_CORES else None
-    if ALL_CORES:
-        os.sched_setaffinity(0, ALL_CORES)
+    if not ALL_CORES:  # no affinity on this platform: nothing was restricted
+        yield
+        return
+    share = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CORES)
     yield
-    if share is not None:
-        os.sched_setaffinity(0, share)
+    os.sched_setaffinity(0, share)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.sweep.resources import local_cores
 
 SPACE = """
 schema: 1
@@ -30,7 +31,7 @@ def _records(results: Path) -> list[dict]:
 
 def _benchmark_cli(results: Path, cache_dir: Path, *extra, wait=True):
     # every core of this process per run: one fold at a time, so the kill lands between folds
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = local_cores()
     argv = [sys.executable, "-m", "bench.cli", "benchmark", "--dataset", "synthetic", "--cache-dir", str(cache_dir),
             "--results-dir", str(results), "--cpus-per-trial", str(cores), "--quiet", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
