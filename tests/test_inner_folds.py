@@ -69,17 +69,39 @@ def test_objective_folds_makes_every_trial_a_k_fold_one(tmp_path):
         load_space(space)
 
 
+class Interrupted(Exception):
+    pass
+
+
 @pytest.mark.slow
-def test_a_k_fold_trial_reports_the_mean_of_its_inner_models(cache_dir):
+def test_a_k_fold_trial_reports_the_mean_of_its_inner_models_and_resumes_every_one(cache_dir, tmp_path):
+    """Epoch 1 is the mean of the two inner models trained alone; a trial stopped after epoch 1 and
+    resumed from that checkpoint reports epoch 2 as the uninterrupted inner models do (before the
+    inner folds' states were kept, it restarted at epoch 1 under iteration 2)."""
+    import shutil
+
+    from bench.training.checkpoint import INNER_FOLDER, load_checkpoint
     from bench.training.trainable import run_trial
 
     tiny = {"model.name": "fer_cnn", "data.dataset": "synthetic", "data.image_size": 32, "train.batch_size": 64,
-            "optim.lr": 3e-3, "train.max_epochs": 1, "data.inner_folds": 2}
-    reports = []
-    run_trial(tiny, cache_dir=cache_dir, report=lambda m, d: reports.append(m))
-    singles = []
-    for j in range(2):
-        run_trial({**tiny, "data.inner_fold": j}, cache_dir=cache_dir, report=lambda m, d: singles.append(m))
-    assert len(reports) == 1 and reports[0]["inner_folds"] == 2
-    assert reports[0]["val/uar"] == pytest.approx((singles[0]["val/uar"] + singles[1]["val/uar"]) / 2)
-    assert reports[0]["val/loss"] == pytest.approx((singles[0]["val/loss"] + singles[1]["val/loss"]) / 2)
+            "optim.lr": 3e-3, "train.max_epochs": 2, "data.inner_folds": 2}
+    reports, saved = [], tmp_path / "ckpt"
+
+    def stop_after_first(metrics, folder):
+        reports.append(metrics)
+        shutil.copytree(folder, saved)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_trial(tiny, cache_dir=cache_dir, report=stop_after_first)
+    assert (saved / INNER_FOLDER / "1" / "checkpoint.pt").is_file()  # fold 1's state beside fold 0's
+    state = load_checkpoint(saved, inner=True)
+    assert state["epoch"] == 0 and sorted(state["inner"]) == [1]  # the 0-based index of epoch 1
+    run_trial(tiny, cache_dir=cache_dir, report=lambda m, d: reports.append(m), resume_state=state)
+    singles = {0: [], 1: []}
+    for j, got in singles.items():
+        run_trial({**tiny, "data.inner_fold": j}, cache_dir=cache_dir, report=lambda m, d, got=got: got.append(m))
+    assert [r["epoch"] for r in reports] == [1, 2] and reports[0]["inner_folds"] == 2
+    for e in range(2):
+        for key in ("val/uar", "val/loss"):
+            assert reports[e][key] == pytest.approx((singles[0][e][key] + singles[1][e][key]) / 2, abs=1e-9)

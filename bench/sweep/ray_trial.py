@@ -71,7 +71,7 @@ def run_reported_trial(config: dict, session: RaySession, *, cache_dir: str, dat
     checkpoint = session.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            state = load_checkpoint(directory)
+            state = load_checkpoint(directory, inner=True)  # a k-fold trial resumes every fold
     reported = state is not None  # a resumed trial has reported before its checkpoint
 
     def report(metrics: dict, checkpoint_dir: Path) -> None:

@@ -28,6 +28,9 @@ from fer_models.checkpoint import (
 )
 
 HEAD_FILE = "head.skops"
+# a k-fold trial's checkpoint: inner fold 0's at the top (the model a sweep's winner is tested with),
+# the other inner folds' in <folder>/inner/<j>/, so a resumed trial continues every fold
+INNER_FOLDER = "inner"
 
 
 def model_kwargs(cfg: TrialConfig) -> dict:
@@ -72,10 +75,17 @@ def save_checkpoint(directory: str | Path, *, model, optimizer=None, scheduler=N
     return save_model(directory, model, describe_model(config, class_names), training_state)
 
 
-def load_checkpoint(directory: str | Path) -> dict:
+def load_checkpoint(directory: str | Path, inner: bool = False) -> dict:
+    """The checkpoint in ``directory``. ``inner``: also a k-fold trial's other inner folds, when
+    saved beside it, as ``state["inner"]`` ({fold index: that fold's state}; what a resumed trial
+    needs, nothing that evaluates the model does)."""
     state = read_state(directory)
     state["config"] = json.loads(state["config"])
     state["extra"] = json.loads(state.get("extra") or "{}")
+    folder = Path(directory) / INNER_FOLDER
+    if inner and folder.is_dir():
+        state["inner"] = {int(d.name): load_checkpoint(d) for d in sorted(folder.iterdir())
+                          if d.is_dir() and d.name.isdigit()}
     return state
 
 

@@ -262,7 +262,7 @@ def run_trial(config: dict, *, cache_dir: str | Path, report: Report, data_root:
         from bench.training.inner_trials import run_inner_folds  # a k-fold objective: K models in step
 
         return run_inner_folds(config, cache_dir=cache_dir, report=report, trial_epochs=trial_epochs,
-                               data_root=data_root)
+                               data_root=data_root, resume_state=resume_state)
     for metrics, save in trial_epochs(config, cache_dir=cache_dir, data_root=data_root, resume_state=resume_state,
                                       prepare=prepare):
         with tempfile.TemporaryDirectory(prefix="fer-ckpt-") as tmp:
