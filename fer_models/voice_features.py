@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .plugins import env_plugin_modules
 from .spec import InputSpec
 
 SAMPLE_RATE = 16000
@@ -44,7 +45,6 @@ MAX_SECONDS = 8.0  # longer utterances are centre-cropped before caching (bounds
 OPENSMILE_MAX_SECONDS = 60.0  # functionals summarise the whole utterance, up to this
 SSL_CHUNK_SECONDS = 10.0
 SSL_MAX_SECONDS = 60.0
-PLUGINS_ENV = "FER_BENCH_PLUGINS"  # modules that may register kinds (and search families)
 
 
 class FeatureError(ValueError):
@@ -258,8 +258,8 @@ def register_voice_kind(cls: type[VoiceFeatureKind]) -> type[VoiceFeatureKind]:
 
 
 def _load_plugins() -> None:
-    for module in (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")):
-        if module and module not in _plugins_loaded:
+    for module in env_plugin_modules():
+        if module not in _plugins_loaded:
             _plugins_loaded.add(module)
             importlib.import_module(module)
 

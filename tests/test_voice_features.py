@@ -15,6 +15,7 @@ from bench.data.prep import audio as audio_prep
 from bench.data.prep.media_cache import WORK
 from bench.data.tensors import speaker_normalise
 from bench.errors import UserError
+from fer_models.plugins import PLUGINS_ENV
 from fer_models.voice_features import feature_spec
 
 SMALL = dict(extractor_mode="group_norm",
@@ -313,7 +314,7 @@ def test_a_toy_voice_representation_from_a_plugin_module_runs_a_sweep(tmp_path, 
     (tmp_path / "toy.yaml").write_text(TOY_SPACE)
     monkeypatch.syspath_prepend(str(plugin_dir))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(plugin_dir), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv(voice_features.PLUGINS_ENV, "toy_voice_kind")
+    monkeypatch.setenv(PLUGINS_ENV, "toy_voice_kind")
     results = tmp_path / "results"
     import ray
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from bench.errors import UserError
+from fer_models.plugins import PLUGINS_ENV, env_plugin_modules
 
 DEFAULT_FAMILY = "face"  # what `fer-bench benchmark` reads when no --family is given
-PLUGINS_ENV = "FER_BENCH_PLUGINS"
 ENTRY_POINT_GROUP = "fer_bench.families"
 
 
@@ -116,11 +115,6 @@ def family_of_model(model_name: str) -> SearchFamily | None:
 
 _loaded: set[str] = set()
 _entry_points: list[str] | None = None  # scanned once: installed packages do not change mid-run
-
-
-def env_plugin_modules() -> list[str]:
-    """The module names in ``$FER_BENCH_PLUGINS`` (comma-separated), in order."""
-    return [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
 
 
 def load_plugins() -> None:
