@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,9 +436,14 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
                 points.append({"trial_id": r.metrics.get("trial_id"), "model": r.config.get("model.name"),
                                metric: float(at[metric]), **{m: float(at[m]) for m, _ in extra_objectives}})
         pareto = pareto_front(points, [(metric, mode), *extra_objectives])
+    from bench.training.checkpoint import INNER_FOLDER
+
+    kept = checkpoint.to_directory(str(keep_dir))
+    # a k-fold trial's other inner models are there to resume it; the winner's model is fold 0's
+    shutil.rmtree(Path(kept) / INNER_FOLDER, ignore_errors=True)
     return SweepOutcome(
         best_config=dict(best.config),
-        best_checkpoint=checkpoint.to_directory(str(keep_dir)),
+        best_checkpoint=kept,
         best_val={k.split("/", 1)[1]: float(row[k]) for k in row.index if k.startswith("val/")},
         trials=len(results),
         errored=len(result_grid.errors) + len(config_errors),
