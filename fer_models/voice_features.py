@@ -20,8 +20,8 @@ feasibility check ask the kind and never name one. A new kind is one module that
 class (a plugin module named in ``$FER_BENCH_PLUGINS`` is imported on the first unknown name) and
 a search space that names it in ``model.features``.
 
-A leaf module: imports torch, the spec and ``plugins`` only (never ``bench``; torchaudio, openSMILE inside the
-kinds' methods).
+A leaf module: imports torch, the spec and ``plugins`` only (never ``bench``; torchaudio,
+openSMILE inside the kinds' methods).
 """
 from __future__ import annotations
 

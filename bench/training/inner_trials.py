@@ -49,8 +49,7 @@ def resume_states(resume_state: dict | None, folds: int) -> list[dict | None]:
     inner = resume_state.get("inner") or {}
     if any(j not in inner for j in range(1, folds)):
         return [None] * folds
-    first = {k: v for k, v in resume_state.items() if k != "inner"}
-    return [first] + [inner[j] for j in range(1, folds)]
+    return [resume_state] + [inner[j] for j in range(1, folds)]
 
 
 def run_inner_folds(config: dict, *, cache_dir: str | Path, report, trial_epochs,
