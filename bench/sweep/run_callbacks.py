@@ -5,7 +5,10 @@ subclass), so only ``tune_backend`` imports it, inside its functions.
 completes, so a killed driver loses no finished fold. Tune pickles its callbacks into the
 experiment (``tuner.pkl``) and a restored Tuner brings back the pickled ones, not new ones: the
 callback therefore holds only the grid's name and finds the writer of the current process in
-``ACTIVE_WRITERS`` when a run completes."""
+``ACTIVE_WRITERS`` when a run completes.
+
+``CheckpointsFromDisk`` makes a restored run resume every trial from the newest checkpoint its
+folder holds, whatever Tune's saved state says (see its docstring)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -15,6 +18,9 @@ from ray import tune
 
 from bench.sweep.fixed_runs import FixedRun, job_index
 from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY
+from bench.sweep.trials import reported_rows
+
+_CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint_<6-digit index> folders of a trial
 
 # grid name -> the writer of this process (set by run_fixed_configs before fit)
 ACTIVE_WRITERS: dict[str, Callable] = {}
@@ -49,3 +55,79 @@ class EachFixedRun(tune.Callback):
         except Exception as exc:  # never end the grid over one record: the pass after fit retries it
             print(f"warning: recording fold {config.get('data.fold')} seed {config.get('train.seed')} "
                   f"failed ({type(exc).__name__}: {exc}); it is retried when the grid ends")
+
+
+class CheckpointsFromDisk(tune.Callback):
+    """On a restored run's first step, before any trial restores, each trial's checkpoint
+    bookkeeping is rebuilt from its folder when the two disagree (``rebuild_from_disk``).
+
+    Why: Tune saves the experiment state (which checkpoint each trial resumes from) every few
+    seconds and after each checkpoint, but it deletes a trial's superseded checkpoint
+    (``CheckpointConfig.num_to_keep``) as soon as the next one registers, before that save. A driver
+    killed in between left a state naming a deleted checkpoint: Ray 2.60 has no fallback (its
+    restore raised "does not exist on storage anymore" on every retry), the trial errored with its
+    epochs lost, and the sweep's summary failed on the deleted best one. Measured: 1 of 2 SIGKILLed
+    k-fold sweeps lost a trial so. A state one save behind but naming a surviving checkpoint made
+    the trial redo its epochs, each reported twice."""
+
+    def __init__(self):
+        self._checked = False
+
+    def setup(self, **info):
+        self._checked = False  # a restored Tuner brings its callbacks back pickled
+
+    def on_step_begin(self, iteration, trials, **info):
+        if self._checked:
+            return
+        self._checked = True
+        rebuilt = [trial.trial_id for trial in trials if rebuild_from_disk(trial)]
+        if rebuilt:
+            print(f"fer-bench: {len(rebuilt)} trial(s) resume from the newest checkpoint in their folder, "
+                  f"not the one Tune's last saved state named ({', '.join(rebuilt)})", flush=True)
+
+
+def rebuild_from_disk(trial) -> bool:
+    """Rebuild ``trial``'s checkpoint bookkeeping from its folder when the saved state names a
+    checkpoint that is gone or not the newest; says whether the trial now resumes from another
+    checkpoint than the state named.
+
+    A checkpoint folder counts when a row of result.json reported it (Ray writes that row only
+    after the checkpoint was persisted, so it is whole, and the row holds its metrics: the
+    training_iteration the resumed trial counts on from) or when the state names it and it is
+    there. The counted ones are registered in order with Ray's own checkpoint manager, which keeps
+    what the run's CheckpointConfig says and deletes the rest, as it would have. A folder nothing
+    counts (an epoch whose report never arrived) is left for the rerun of that epoch to overwrite,
+    as Ray does."""
+    import pyarrow.fs
+    from ray.train import Checkpoint
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+
+    storage = trial.storage
+    fs, folder = storage.storage_filesystem, storage.trial_fs_path
+    listing = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
+    on_disk = {info.base_name for info in listing
+               if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(_CHECKPOINT_PREFIX)}
+    manager = trial.run_metadata.checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    named = [*manager.best_checkpoint_results, *([latest] if latest else [])]
+    saved = {Path(r.checkpoint.path).name: r.metrics for r in named}
+    counted = {name: metrics for name, metrics in saved.items() if name in on_disk}
+    for row in reported_rows(trial):
+        name = row.get("checkpoint_dir_name")
+        if name in on_disk:
+            counted[name] = {k: v for k, v in row.items() if k != "config"}
+    resumed_from = Path(latest.checkpoint.path).name if latest else None
+    newest = max(counted, default=None)  # zero-padded indices: the name order is the index order
+    if set(saved) <= set(counted) and resumed_from == newest:
+        return False  # the state names what is there (nothing, for a trial yet to report)
+    rebuilt = _CheckpointManager(manager.checkpoint_config)
+    for name in sorted(counted):
+        checkpoint = Checkpoint(Path(folder, name).as_posix(), filesystem=fs)
+        rebuilt.register_checkpoint(_TrainingResult(checkpoint=checkpoint, metrics=counted[name]))
+    trial.run_metadata.checkpoint_manager = rebuilt
+    # the index of the last checkpoint written: the trial's next one gets the one after it
+    storage.current_checkpoint_index = int(newest[len(_CHECKPOINT_PREFIX):]) if newest else -1
+    trial.invalidate_json_state()
+    trial.run_metadata.invalidate_cache()
+    return newest != resumed_from

@@ -132,20 +132,27 @@ def _whole_lines(trial) -> pd.DataFrame:
     """A trial's reported rows read line by line. Ray reads result.json whole and drops the trial
     on one broken line (a driver killed mid-write, then resumed, appends after it); the whole
     lines are still that trial's history, and no reported epoch should be lost."""
+    rows = reported_rows(trial)
+    return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
+
+
+def reported_rows(trial) -> list[dict]:
+    """The whole lines of a Tune trial's result.json, in order (a broken line skipped; none when
+    the file is missing), read through the trial's storage filesystem (storage may be remote)."""
     storage = trial.storage
     path = Path(storage.trial_fs_path, "result.json").as_posix()
     try:
         with storage.storage_filesystem.open_input_stream(path) as f:
             text = f.readall().decode("utf-8", errors="replace")
     except OSError:
-        return pd.DataFrame()
+        return []
     rows = []
     for line in text.splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return pd.json_normalize(rows, sep="/") if rows else pd.DataFrame()
+    return rows
 
 
 def _creation_index(trial) -> int:

@@ -223,6 +223,20 @@ def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_r
     if space is not None and internal is not None:
         run = internal.get_run_config()
         run.progress_reporter, run.verbose = _reporter(space), settings.verbose
+    return _resuming_from_disk(tuner)
+
+
+def _resuming_from_disk(tuner):
+    """A restored Tuner whose trials resume from the newest checkpoint on disk, not a deleted one
+    the saved state may name (``run_callbacks.CheckpointsFromDisk``)."""
+    from bench.sweep.run_callbacks import CheckpointsFromDisk
+
+    internal = getattr(tuner, "_local_tuner", None)
+    if internal is not None:
+        run = internal.get_run_config()
+        callbacks = list(run.callbacks or [])
+        if not any(isinstance(c, CheckpointsFromDisk) for c in callbacks):
+            run.callbacks = [*callbacks, CheckpointsFromDisk()]
     return tuner
 
 
@@ -322,7 +336,7 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
     try:
         if resume and tune.Tuner.can_restore(path):
             with quiet_analysis(logging.ERROR):  # as in restore_tuner
-                tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+                tuner = _resuming_from_disk(tune.Tuner.restore(path, trainable, resume_errored=True))
         else:  # a new grid, or one whose driver died before Tune saved any state
             tuner = tune.Tuner(
                 trainable,
@@ -438,7 +452,10 @@ def summarize(result_grid, metric: str, mode: str, keep_dir: Path,
         pareto = pareto_front(points, [(metric, mode), *extra_objectives])
     from bench.training.checkpoint import INNER_FOLDER
 
-    kept = checkpoint.to_directory(str(keep_dir))
+    try:
+        kept = checkpoint.to_directory(str(keep_dir))
+    except FileNotFoundError:  # deleted behind Tune's back (a resume rebuilds what it names: CheckpointsFromDisk)
+        raise UserError(f"the best trial's checkpoint {checkpoint.path} is no longer there") from None
     # a k-fold trial's other inner models are there to resume it; the winner's model is fold 0's
     shutil.rmtree(Path(kept) / INNER_FOLDER, ignore_errors=True)
     return SweepOutcome(
