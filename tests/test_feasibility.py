@@ -112,9 +112,9 @@ def test_each_dataset_space_samples_only_buildable_configs_on_its_dataset(face_f
 @pytest.mark.slow
 @pytest.mark.parametrize("space_path", face_spaces(), ids=lambda p: p.stem)
 def test_every_face_space_on_every_face_dataset(face_fakes, space_path):
-    # a seed per layout: each layout gets other draws, so the matrix samples each space 4 x 10 ways
+    # a seed per layout: each layout gets other draws, so the matrix samples each space 3 x 10 ways
     for layout in FACE_LAYOUTS:
-        check_space_on(space_path, layout, face_fakes, draws=4, seed=zlib.crc32(f"{space_path.stem}/{layout}".encode()))
+        check_space_on(space_path, layout, face_fakes, draws=3, seed=zlib.crc32(f"{space_path.stem}/{layout}".encode()))
 
 
 LANDMARK_SPACE = """
