@@ -1,7 +1,9 @@
-"""A resume after a driver died between Tune's checkpoint deletion and its next state save: the
-saved state names a checkpoint that is gone. Real Ray Tune in this process, with the sweep's own
-RunConfig (num_to_keep=1, best on the metric) and a counting trainable whose checkpoints are
-instant: what matters here is Tune's bookkeeping, not a model."""
+"""A resume after a driver died between Tune's checkpoint deletion and its next copy of the
+experiment state (and result.json) to the run folder: the saved state names a checkpoint that is
+gone, and the newest checkpoints are named by nothing. Real Ray Tune in this process, with the
+sweep's own RunConfig (num_to_keep=1, best on the metric) and a counting trainable that writes
+fer-bench's report file into each checkpoint as the sweep's trials do: what matters here is Tune's
+bookkeeping, not a model."""
 import json
 import shutil
 import sys
@@ -20,8 +22,10 @@ def counting_trial(config):
     """Reports iterations start+1 .. the number in config["until"] (re-read each time), each with a
     checkpoint holding its iteration; the score falls, so the kept best stays iteration 1 and each
     newer checkpoint deletes the previous one. Its first run copies Tune's saved experiment state
-    at iteration 3 to config["stale"]: the state a driver killed later would leave behind."""
+    and its result.json at iteration 3 to config["stale"]: what a driver killed later leaves behind."""
     from ray import tune
+
+    from bench.sweep.ray_trial import write_report_file
 
     start = 0
     checkpoint = tune.get_checkpoint()
@@ -33,18 +37,21 @@ def counting_trial(config):
         iteration += 1
         with tempfile.TemporaryDirectory() as directory:
             (Path(directory) / "state.json").write_text(json.dumps({"iteration": iteration}))
-            tune.report({"score": -iteration, "resumed_from": start},
-                        checkpoint=tune.Checkpoint.from_directory(directory))
+            metrics = {"score": -iteration, "resumed_from": start, "epoch": iteration}
+            write_report_file(Path(directory), metrics)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         if start == 0 and iteration == 3:
             time.sleep(1.0)  # Tune saves its state after each checkpoint (num_to_keep=1): let it land
             copy_state(Path(tune.get_context().get_trial_dir()).parent, Path(config["stale"]))
 
 
 def copy_state(run_dir: Path, to: Path) -> None:
-    to.mkdir(parents=True, exist_ok=True)
-    for path in run_dir.iterdir():
-        if path.is_file() and path.name.startswith(STATE_FILES):
-            shutil.copy2(path, to / path.name)
+    """The experiment state files and each trial's result.json (Tune copies them together)."""
+    for path in [*run_dir.iterdir(), *run_dir.glob("*/result.json")]:
+        if path.is_file() and (path.name.startswith(STATE_FILES) or path.name == "result.json"):
+            target = to / path.relative_to(run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 @pytest.fixture
@@ -69,10 +76,11 @@ def rows(run_dir: Path) -> list[dict]:
 
 
 def test_a_trial_whose_saved_checkpoint_was_deleted_resumes_from_the_newest_on_disk(tmp_path, one_cpu_ray):
+    import ray
     from ray import tune
 
     from bench.sweep.run_settings import SweepSettings, run_config
-    from bench.sweep.tune_backend import _resuming_from_disk
+    from bench.sweep.tune_backend import _resuming_from_disk, connect
 
     until, stale = tmp_path / "until", tmp_path / "stale"
     until.write_text("5")
@@ -83,8 +91,8 @@ def test_a_trial_whose_saved_checkpoint_was_deleted_resumes_from_the_newest_on_d
     assert not tuner.fit().errors
     run_dir = tmp_path / "runs" / "stale"
     assert [r["training_iteration"] for r in rows(run_dir)] == [1, 2, 3, 4, 5]
-    # the driver "dies" now: its last saved state is the one from iteration 3, whose latest
-    # checkpoint Tune deleted when iteration 4's arrived (the best, iteration 1's, is kept)
+    # its last saved state is the one from iteration 3, whose latest checkpoint Tune deleted when
+    # iteration 4's arrived (the best, iteration 1's, is kept)
     for path in run_dir.iterdir():
         if path.is_file() and path.name.startswith(STATE_FILES):
             path.unlink()
@@ -99,12 +107,21 @@ def test_a_trial_whose_saved_checkpoint_was_deleted_resumes_from_the_newest_on_d
     plain = tune.Tuner.restore(str(control / "stale"), counting_trial, resume_errored=True).fit()
     assert len(plain.errors) == 1 and "does not exist on storage anymore" in str(plain.errors[0])
 
+    # the resume is a new process: a Ray session of its own, whose staging folder (where Tune writes
+    # result.json before copying it to the run folder) holds nothing of the earlier runs'
+    ray.shutdown()
+    connect(None, num_cpus=1)
     results = _resuming_from_disk(tune.Tuner.restore(str(run_dir), counting_trial, resume_errored=True)).fit()
     assert not results.errors
     history = rows(run_dir)
-    # every iteration reported once, in order, and the resumed run went on from iteration 5's checkpoint
-    assert [r["training_iteration"] for r in history] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert [r["resumed_from"] for r in history[5:]] == [5, 5, 5]
+    iterations = [r["training_iteration"] for r in history]
+    # the resumed run went on from iteration 5's checkpoint, which nothing Tune saved named; its row
+    # is written back from the checkpoint's report file; iteration 4's row and checkpoint died with
+    # the driver (never copied / deleted), and no iteration is reported twice
+    assert iterations[-4:] == [5, 6, 7, 8] and 4 not in iterations
+    assert iterations == sorted(set(iterations)) and set(iterations[:-4]) <= {1, 2, 3}
+    assert [r["resumed_from"] for r in history[-4:]] == [0, 5, 5, 5]
+    assert history[-4]["checkpoint_dir_name"] == "checkpoint_000004"
     # Tune's bookkeeping is whole again: the best (iteration 1) and the newest kept, nothing else
     (result,) = results
     assert Path(result.get_best_checkpoint("score", "max").path).name == "checkpoint_000000"

@@ -4,6 +4,7 @@ with a checkpoint, injects the marker-file fault, and ends a configuration error
 instead of an exception Ray would retry."""
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ from bench.sweep.endings import quiet_stop_in_worker
 quiet_stop_in_worker()
 
 CONFIG_ERROR = "config_error"  # the result key of a trial ended by a configuration error
+# Written into each reported checkpoint beside the model: the metrics it was reported with and its
+# files' sizes. Tune's saved state and result.json reach the run folder together, seconds behind
+# the checkpoints, so after a killed driver this is how a resume knows that a checkpoint nothing
+# names is whole and what it scored (run_callbacks.CheckpointsFromDisk).
+REPORT_FILE = "reported.json"
 FIXED_JOB_KEY = "job"  # run_fixed_configs wraps each full config under this key of a grid
 _BOUNDED_MAX = {"val/uar", "val/accuracy", "val/macro_f1"}
 
@@ -79,7 +85,9 @@ def run_reported_trial(config: dict, session: RaySession, *, cache_dir: str, dat
         if fault_marker and Path(fault_marker).exists():
             raise RuntimeError(f"fault injected: marker file {fault_marker} exists")
         reported = True
-        session.report({**metrics, **session.extra}, checkpoint=session.attach(str(checkpoint_dir)))
+        metrics = {**metrics, **session.extra}
+        write_report_file(checkpoint_dir, metrics)
+        session.report(metrics, checkpoint=session.attach(str(checkpoint_dir)))
 
     try:
         run_trial(config, cache_dir=cache_dir, data_root=data_root, report=report, resume_state=state,
@@ -89,6 +97,13 @@ def run_reported_trial(config: dict, session: RaySession, *, cache_dir: str, dat
             raise  # a fault: Ray retries it (FailureConfig.max_failures)
         # in a Train run every rank has the same config and fails the same way: all report
         session.report({**config_error_result(exc, objectives), **session.extra})
+
+
+def write_report_file(directory: Path, metrics: dict) -> None:
+    """``REPORT_FILE`` in the checkpoint folder ``directory``: ``metrics`` and every file's size."""
+    files = {path.relative_to(directory).as_posix(): path.stat().st_size
+             for path in sorted(directory.rglob("*")) if path.is_file()}
+    (directory / REPORT_FILE).write_text(json.dumps({"metrics": metrics, "files": files}, default=str))
 
 
 def fer_trial(config: dict, *, cache_dir: str, data_root: str | None, threads: int,

@@ -11,13 +11,14 @@ callback therefore holds only the grid's name and finds the writer of the curren
 folder holds, whatever Tune's saved state says (see its docstring)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 from ray import tune
 
 from bench.sweep.fixed_runs import FixedRun, job_index
-from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY
+from bench.sweep.ray_trial import CONFIG_ERROR, FIXED_JOB_KEY, REPORT_FILE
 from bench.sweep.trials import reported_rows
 
 _CHECKPOINT_PREFIX = "checkpoint_"  # Ray's checkpoint_<6-digit index> folders of a trial
@@ -61,14 +62,14 @@ class CheckpointsFromDisk(tune.Callback):
     """On a restored run's first step, before any trial restores, each trial's checkpoint
     bookkeeping is rebuilt from its folder when the two disagree (``rebuild_from_disk``).
 
-    Why: Tune saves the experiment state (which checkpoint each trial resumes from) every few
-    seconds and after each checkpoint, but it deletes a trial's superseded checkpoint
-    (``CheckpointConfig.num_to_keep``) as soon as the next one registers, before that save. A driver
-    killed in between left a state naming a deleted checkpoint: Ray 2.60 has no fallback (its
-    restore raised "does not exist on storage anymore" on every retry), the trial errored with its
-    epochs lost, and the sweep's summary failed on the deleted best one. Measured: 1 of 2 SIGKILLed
-    k-fold sweeps lost a trial so. A state one save behind but naming a surviving checkpoint made
-    the trial redo its epochs, each reported twice."""
+    Why: Tune deletes a trial's superseded checkpoint (``CheckpointConfig.num_to_keep``) as soon as
+    the next one registers, while the experiment state that says which checkpoint each trial
+    resumes from, and the trial's result.json, reach the run folder together in a background copy
+    seconds later. A driver killed in between left a state naming a deleted checkpoint: Ray 2.60
+    has no fallback (its restore raised "does not exist on storage anymore" on every retry), the
+    trial errored with its epochs lost, and the sweep's summary failed on the deleted best one.
+    Measured: 2 of 4 SIGKILLed k-fold voice sweeps (sub-second epochs) hit it. A state one copy
+    behind that named a surviving checkpoint made the trial redo the epochs after it."""
 
     def __init__(self):
         self._checked = False
@@ -88,16 +89,18 @@ class CheckpointsFromDisk(tune.Callback):
 
 def rebuild_from_disk(trial) -> bool:
     """Rebuild ``trial``'s checkpoint bookkeeping from its folder when the saved state names a
-    checkpoint that is gone or not the newest; says whether the trial now resumes from another
-    checkpoint than the state named.
+    checkpoint that is gone or not the newest whole one; says whether the trial now resumes from
+    another checkpoint than the state named.
 
-    A checkpoint folder counts when a row of result.json reported it (Ray writes that row only
-    after the checkpoint was persisted, so it is whole, and the row holds its metrics: the
-    training_iteration the resumed trial counts on from) or when the state names it and it is
-    there. The counted ones are registered in order with Ray's own checkpoint manager, which keeps
-    what the run's CheckpointConfig says and deletes the rest, as it would have. A folder nothing
-    counts (an epoch whose report never arrived) is left for the rerun of that epoch to overwrite,
-    as Ray does."""
+    A checkpoint folder counts when it is whole by its ``REPORT_FILE`` (every file it lists, at its
+    size), when a row of result.json reported it (Ray writes that row only after the checkpoint was
+    persisted), or when the state names it and it is there. The counted ones are registered in
+    order with Ray's own checkpoint manager, which keeps what the run's CheckpointConfig says and
+    deletes the rest, as it would have; the trial resumes from the newest. Rows the killed driver
+    never copied to the folder are lost, except those of counted checkpoints, which are written
+    back from their report files, so the kept best checkpoint's score is in the trial's history. A
+    folder nothing counts (a copy cut short) is left for the rerun of its epoch to overwrite, as
+    Ray does."""
     import pyarrow.fs
     from ray.train import Checkpoint
     from ray.train._internal.checkpoint_manager import _CheckpointManager
@@ -112,22 +115,62 @@ def rebuild_from_disk(trial) -> bool:
     latest = manager.latest_checkpoint_result
     named = [*manager.best_checkpoint_results, *([latest] if latest else [])]
     saved = {Path(r.checkpoint.path).name: r.metrics for r in named}
-    counted = {name: metrics for name, metrics in saved.items() if name in on_disk}
-    for row in reported_rows(trial):
-        name = row.get("checkpoint_dir_name")
-        if name in on_disk:
-            counted[name] = {k: v for k, v in row.items() if k != "config"}
+    rows = reported_rows(trial)
+    row_of = {row["checkpoint_dir_name"]: {k: v for k, v in row.items() if k != "config"}
+              for row in rows if row.get("checkpoint_dir_name")}
+    counted, unlogged = {}, []
+    for name in sorted(on_disk):
+        if name in row_of or name in saved:
+            counted[name] = row_of.get(name) or saved[name]
+        elif (metrics := _whole_checkpoint_metrics(fs, Path(folder, name).as_posix())) is not None:
+            counted[name] = {**metrics, "training_iteration": int(metrics["epoch"]), "checkpoint_dir_name": name,
+                             "trial_id": trial.trial_id, "done": False}
+            unlogged.append(name)
     resumed_from = Path(latest.checkpoint.path).name if latest else None
     newest = max(counted, default=None)  # zero-padded indices: the name order is the index order
     if set(saved) <= set(counted) and resumed_from == newest:
         return False  # the state names what is there (nothing, for a trial yet to report)
     rebuilt = _CheckpointManager(manager.checkpoint_config)
-    for name in sorted(counted):
+    for name in counted:
         checkpoint = Checkpoint(Path(folder, name).as_posix(), filesystem=fs)
         rebuilt.register_checkpoint(_TrainingResult(checkpoint=checkpoint, metrics=counted[name]))
+    last_logged = max(row_of, default="")
+    if unlogged := [name for name in unlogged if name > last_logged]:  # rows stay in report order
+        _append_rows(fs, Path(folder, "result.json").as_posix(), [counted[name] for name in unlogged])
     trial.run_metadata.checkpoint_manager = rebuilt
     # the index of the last checkpoint written: the trial's next one gets the one after it
     storage.current_checkpoint_index = int(newest[len(_CHECKPOINT_PREFIX):]) if newest else -1
     trial.invalidate_json_state()
     trial.run_metadata.invalidate_cache()
     return newest != resumed_from
+
+
+def _whole_checkpoint_metrics(fs, path: str) -> dict | None:
+    """The metrics the checkpoint folder ``path`` was reported with, if its ``REPORT_FILE`` is there
+    and every file it lists has its size; else None (a copy cut short, or an older checkpoint)."""
+    import pyarrow.fs
+
+    try:
+        with fs.open_input_stream(f"{path}/{REPORT_FILE}") as f:
+            report = json.loads(f.readall())
+        sizes = report["files"]
+        infos = fs.get_file_info([f"{path}/{relative}" for relative in sizes])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    whole = all(info.type == pyarrow.fs.FileType.File and info.size == size
+                for info, size in zip(infos, sizes.values()))
+    return report["metrics"] if whole and "epoch" in report.get("metrics", {}) else None
+
+
+def _append_rows(fs, path: str, rows: list[dict]) -> None:
+    """``rows`` appended to the result.json at ``path`` (rewritten whole: object stores cannot append)."""
+    try:
+        with fs.open_input_stream(path) as f:
+            text = f.readall().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if text and not text.endswith("\n"):
+        text += "\n"  # a line cut by the kill stays one broken line (trials.reported_rows skips it)
+    text += "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode("utf-8"))
