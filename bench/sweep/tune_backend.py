@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,6 +218,7 @@ def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_r
 
     if not tune.Tuner.can_restore(path):
         raise UserError(f"no sweep to resume at {path!r}; check --name and --storage")
+    _repair_saved_state(path)
     with quiet_analysis(logging.ERROR):  # not "Failed to fetch metrics" for each trial yet to start
         tuner = tune.Tuner.restore(path, _wrapped_trainable(settings, cache_dir, data_root), resume_errored=True)
     internal = getattr(tuner, "_local_tuner", None)  # None under Ray Client, which keeps the pickled ones
@@ -224,6 +226,14 @@ def restore_tuner(path: str, settings: SweepSettings, *, cache_dir: Path, data_r
         run = internal.get_run_config()
         run.progress_reporter, run.verbose = _reporter(space), settings.verbose
     return _resuming_from_disk(tuner)
+
+
+def _repair_saved_state(path: str) -> None:
+    """Tune's state files in a local run folder made whole before a restore (``saved_state``)."""
+    from bench.sweep.saved_state import repair_saved_state
+
+    for line in repair_saved_state(path):
+        print(f"fer-bench: {line}", file=sys.stderr, flush=True)
 
 
 def _resuming_from_disk(tuner):
@@ -335,6 +345,7 @@ def run_fixed_configs(configs: list[dict], settings: SweepSettings, *, metric: s
         ACTIVE_WRITERS[settings.name] = on_run
     try:
         if resume and tune.Tuner.can_restore(path):
+            _repair_saved_state(path)
             with quiet_analysis(logging.ERROR):  # as in restore_tuner
                 tuner = _resuming_from_disk(tune.Tuner.restore(path, trainable, resume_errored=True))
         else:  # a new grid, or one whose driver died before Tune saved any state
