@@ -74,3 +74,22 @@ def test_without_a_staged_copy_an_earlier_runs_state_is_used_else_one_sentence(t
     (done,) = repair_saved_state(run, ray_temp_dir=ray_tmp)
     assert "earlier run's state" in done
     assert sorted(p.name for p in run.glob("search_gen_state-*")) == [earlier.name]
+
+
+def test_a_save_the_killed_copy_had_not_reached_is_put_back_and_an_older_staging_is_not(tmp_path):
+    import os
+
+    run, ray_tmp = tmp_path / "runs" / "k25", tmp_path / "ray"
+    write_state(run, rows=3)
+    state = run / f"experiment_state-{STARTED}.json"
+    last_save = staging(ray_tmp) / state.name
+    write_state(staging(ray_tmp), rows=3, storage=run.parent)
+    last_save.write_text(state.read_text().replace('"runner_data": {}', '"runner_data": {"_iteration": 9}'))
+    before = state.stat().st_mtime
+    os.utime(last_save, (before + 5, before + 5))  # saved after the run folder's copy
+    (done,) = repair_saved_state(run, ray_temp_dir=ray_tmp)
+    assert "last save" in done and state.read_bytes() == last_save.read_bytes()
+
+    os.utime(last_save, (before - 5, before - 5))  # a staging older than the run folder's copy
+    state.write_text(state.read_text().replace('"_iteration": 9', '"_iteration": 12'))
+    assert repair_saved_state(run, ray_temp_dir=ray_tmp) == [] and '"_iteration": 12' in state.read_text()

@@ -9,6 +9,8 @@ from nothing in the same folder: every trial's work was dropped and the record c
 trials only. ``repair_saved_state`` puts back a whole copy first: the dead session's staged file of
 the same name (the name holds the run's start time) when this machine still has it, else an
 earlier run's file of the same kind (a resume from that state), else it refuses in one sentence.
+A staged file newer than the run folder's whole one (a save the copy had not reached) is put back
+too: the resume then starts from the killed driver's last save, as Ray's copy would have left it.
 Each trial's result.json is copied the same way (one was left empty, its 22 rows only in the staging
 folder), and its rows reach the run folder only with that copy: where the dead session's staged
 result.json holds the run folder's rows and more, it is put back, so the rows the killed driver
@@ -47,12 +49,18 @@ def repair_saved_state(run_dir: str | Path, ray_temp_dir: str | Path | None = No
     done = _repair_results(run_dir, staging)
     for pattern in STATE_PATTERNS:
         files = sorted(run_dir.glob(pattern))
-        if not files or _whole(files[-1]):
+        if not files:
             continue
         newest = files[-1]
         staged = next((folder / newest.name for folder in staging if (folder / newest.name).is_file()
                        and _whole(folder / newest.name)), None)
-        if staged is not None:
+        if _whole(newest):
+            # the killed driver's last save, which its copy had not reached: Ray's copy, completed
+            if staged is not None and staged.stat().st_mtime > newest.stat().st_mtime \
+                    and staged.read_bytes() != newest.read_bytes():
+                shutil.copyfile(staged, newest)
+                done.append(f"{newest.name}: the killed sweep's last save, put back from {staged.parent}")
+        elif staged is not None:
             shutil.copyfile(staged, newest)
             done.append(f"{newest.name}: cut short when the sweep was killed; put back from {staged.parent}")
         elif any(_whole(path) for path in files[:-1]):
