@@ -12,6 +12,7 @@ folder holds, whatever Tune's saved state says (see its docstring)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class CheckpointsFromDisk(tune.Callback):
         rebuilt = [trial.trial_id for trial in trials if rebuild_from_disk(trial)]
         if rebuilt:
             print(f"fer-bench: {len(rebuilt)} trial(s) resume from the newest checkpoint in their folder, "
-                  f"not the one Tune's last saved state named ({', '.join(rebuilt)})", flush=True)
+                  f"not the one Tune's last saved state named ({', '.join(rebuilt)})", file=sys.stderr, flush=True)
 
 
 def rebuild_from_disk(trial) -> bool:
