@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.sweep.trials import whole_lines
 
 # Tune's state files in a run folder; Ray reads the newest of each kind (the largest name)
 STATE_PATTERNS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
@@ -126,16 +127,8 @@ def _repair_results(run_dir: Path, staging: list[Path]) -> list[str]:
 
 
 def _whole_rows(path: Path) -> list[str]:
-    """The lines of a result.json that parse (none when it is missing)."""
+    """The whole lines of the result.json at ``path`` (none when it is missing)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        return whole_lines(path.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            json.loads(line)
-        except ValueError:
-            continue
-        rows.append(line)
-    return rows

@@ -146,13 +146,19 @@ def reported_rows(trial) -> list[dict]:
             text = f.readall().decode("utf-8", errors="replace")
     except OSError:
         return []
-    rows = []
+    return [json.loads(line) for line in whole_lines(text)]
+
+
+def whole_lines(text: str) -> list[str]:
+    """The lines of a result.json's ``text`` that parse as JSON, as written (a line a kill cut is left out)."""
+    lines = []
     for line in text.splitlines():
         try:
-            rows.append(json.loads(line))
+            json.loads(line)
         except json.JSONDecodeError:
             continue
-    return rows
+        lines.append(line)
+    return lines
 
 
 def _creation_index(trial) -> int:
