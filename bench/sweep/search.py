@@ -351,7 +351,8 @@ def fit_sweep(plan: SweepPlan) -> FittedSweep:
             # trials TERMINATED without a report and without an error: only Tune's own time budget (a
             # sweep begun by an earlier fer-bench) ends them so
             unreported = (0 < finished == len(result_grid) == result_grid.num_terminated
-                          and not any(tune_backend._config_error(r) for r in result_grid))
+                          and not any(tune_backend._config_error(r) for r in result_grid)
+                          and all(r.metrics_dataframe is None or r.metrics_dataframe.empty for r in result_grid))
             if not result_grid.errors and (ended_by_budget or unreported):
                 raise UserError(_budget_too_short(plan, settings, fit_start, fit_end, ended_by_budget)) from None
             raise
